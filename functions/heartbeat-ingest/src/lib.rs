@@ -1,0 +1,107 @@
+//! heartbeat-ingest: `POST /v1/heartbeats` behind an API Gateway HTTP API.
+//!
+//! The HTTP edge of [`presence::ingest`]: reads the authorizer claims or the `Authorization`
+//! header and the body, and maps the outcome to 202 or a JSON error (DESIGN §4).
+
+use lambda_http::{Body, Request, RequestExt, Response, request::RequestContext};
+use presence::auth::Authenticator;
+use presence::config::{AwsSettings, ConfigError, Env, SessionSettings};
+use presence::ingest::{Credentials, Ingest};
+use presence::queue::{HeartbeatQueue, SqsQueue};
+use std::sync::Arc;
+
+/// This function's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub sessions: SessionSettings,
+    pub aws: AwsSettings,
+    pub auth: Authenticator,
+    /// `HEARTBEAT_QUEUE_URL`
+    pub queue_url: String,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            sessions: SessionSettings::from_env(env)?,
+            aws: AwsSettings::from_env(env)?,
+            auth: Authenticator::from_env(env)?,
+            queue_url: env.require_url("HEARTBEAT_QUEUE_URL", &["https://", "http://"])?,
+        })
+    }
+}
+
+/// Builds the service with a real SQS client (once per cold start).
+pub async fn build(config: Config) -> Ingest {
+    let sdk = presence::aws::sdk_config(&config.aws).await;
+    let queue: Arc<dyn HeartbeatQueue> = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        config.queue_url,
+    ));
+    Ingest::new(
+        config.auth,
+        queue,
+        config.sessions.heartbeat_interval.as_secs(),
+    )
+}
+
+/// Handles one request received at `now_ms`. Never fails: every error is an HTTP response.
+pub async fn handle(ingest: &Ingest, req: Request, now_ms: i64) -> Response<Body> {
+    if req.method() != lambda_http::http::Method::POST {
+        return json(
+            405,
+            presence::protocol::ErrorBody::new("method_not_allowed", "use POST").to_json(),
+            None,
+        );
+    }
+    let claims = authorizer_claims(&req);
+    let credentials = match &claims {
+        Some(c) => Credentials::Authorizer(c),
+        None => Credentials::Bearer(
+            req.headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+        ),
+    };
+    match ingest
+        .accept(credentials, req.body().as_ref(), now_ms)
+        .await
+    {
+        Ok(accepted) => {
+            tracing::debug!(session = %accepted.message.session_id, "heartbeat enqueued");
+            json(202, accepted.body(), None)
+        }
+        Err(e) => {
+            tracing::info!(status = e.status(), error = %e, "heartbeat refused");
+            json(e.status(), e.body(), e.retry_after_s())
+        }
+    }
+}
+
+/// Claims from an API Gateway JWT authorizer, when one is configured on the route.
+fn authorizer_claims(req: &Request) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() else {
+        return None;
+    };
+    let claims = &ctx.authorizer.as_ref()?.jwt.as_ref()?.claims;
+    if claims.is_empty() {
+        return None;
+    }
+    Some(
+        claims
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+fn json(status: u16, body: String, retry_after: Option<u32>) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store");
+    if let Some(s) = retry_after {
+        b = b.header("retry-after", s.to_string());
+    }
+    b.body(Body::from(body)).expect("static headers are valid")
+}

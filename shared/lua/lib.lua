@@ -1,0 +1,78 @@
+--[[ lib.lua — helpers prepended to every session script (not a script of its own).
+
+Every script is called with KEYS[1] = one key of the partition (its deadline index), which
+routes the call in a Redis Cluster, and ARGV[1] = the partition's key prefix `presence:{pN}`.
+All other keys are built from that prefix, so they share its hash tag and the script touches
+exactly one slot.
+
+Keys under the prefix P:
+  P:deadlines          ZSET  "<facility>/<session>" -> deadline ms (live sessions only)
+  P:ended              ZSET  "<facility>/<session>" -> offline-at ms (offline sessions kept for dedupe)
+  P:s:<fac>/<session>  HASH  user facility region started last deadline [offline reason]
+  P:live:<fac>         SET   session ids of the facility's live sessions
+  P:f:<fac>            HASH  status since version region rev
+  P:region:<region>    SET   facility ids seen in the region (live snapshot)
+  P:journal            LIST  JSON flips and finished segments not yet persisted (rollup drains it)
+  P:dirty              ZSET  facility -> rev, facilities whose status or count is not yet persisted
+  P:unpublished        ZSET  facility -> flip time ms, flips not yet pushed to clients
+]]
+local P = ARGV[1]
+local function key(s) return P .. ':' .. s end
+local flips = {}
+
+-- A facility changed (count or status): its rev grows and the rollup will persist it.
+local function mark_dirty(fac)
+  local rev = redis.call('HINCRBY', key('f:' .. fac), 'rev', 1)
+  redis.call('ZADD', key('dirty'), rev, fac)
+end
+
+-- Record a flip atomically with the change that caused it: bump the version, journal it for
+-- history, and remember it as unpublished until the caller acknowledges the push.
+local function flip(fac, region, status, since, now)
+  local fk = key('f:' .. fac)
+  local version = redis.call('HINCRBY', fk, 'version', 1)
+  redis.call('HSET', fk, 'status', status, 'since', since, 'region', region)
+  mark_dirty(fac)
+  local n = redis.call('SCARD', key('live:' .. fac))
+  redis.call('RPUSH', key('journal'), cjson.encode({
+    kind = 'flip', facility_id = fac, region = region, status = status,
+    since_ms = since, version = version, online_sessions = n }))
+  redis.call('ZADD', key('unpublished'), now, fac)
+  flips[#flips + 1] = { fac, region, status, since, version, n }
+end
+
+-- Start an online segment for a session (new, or back after being offline).
+local function go_online(member, sess, user, fac, region, at, deadline, now)
+  local sk = key('s:' .. member)
+  redis.call('HSET', sk, 'user', user, 'facility', fac, 'region', region,
+    'started', at, 'last', at, 'deadline', deadline)
+  redis.call('HDEL', sk, 'offline', 'reason')
+  redis.call('ZADD', key('deadlines'), deadline, member)
+  redis.call('ZREM', key('ended'), member)
+  redis.call('SADD', key('region:' .. region), fac)
+  if redis.call('SADD', key('live:' .. fac), sess) == 1 then
+    mark_dirty(fac)
+    if redis.call('HGET', key('f:' .. fac), 'status') ~= 'online' then
+      flip(fac, region, 'online', at, now)
+    end
+  end
+end
+
+-- End a session's online segment at `at` (its own end, or its deadline when it expired).
+local function go_offline(member, sess, fac, region, at, reason, now)
+  local sk = key('s:' .. member)
+  local h = redis.call('HMGET', sk, 'user', 'started')
+  redis.call('HSET', sk, 'offline', at, 'reason', reason)
+  redis.call('ZREM', key('deadlines'), member)
+  redis.call('ZADD', key('ended'), at, member)
+  redis.call('RPUSH', key('journal'), cjson.encode({
+    kind = 'segment', session_id = sess, user_id = h[1], facility_id = fac, region = region,
+    start_ms = tonumber(h[2]), end_ms = at, reason = reason }))
+  if redis.call('SREM', key('live:' .. fac), sess) == 1 then
+    mark_dirty(fac)
+    if redis.call('SCARD', key('live:' .. fac)) == 0
+      and redis.call('HGET', key('f:' .. fac), 'status') == 'online' then
+      flip(fac, region, 'offline', at, now)
+    end
+  end
+end

@@ -1,0 +1,229 @@
+//! facility-rollup, the session monitor: persist what changed, repair what the fast path
+//! missed, and forget old offline sessions.
+//!
+//! Per partition it reads the journal and the dirty facilities (one script call), writes
+//! them to DynamoDB, re-publishes flips left unpublished past a grace period (the fast path
+//! died between Redis and the queue), then trims what it persisted and deletes offline
+//! sessions older than one TTL (one more script call). Its cost follows the number of
+//! changes since the last run, not the number of sessions.
+
+use crate::facilities::FacilityStore;
+use crate::flips::publish_flips;
+use crate::ids::FacilityId;
+use crate::queue::PushPublisher;
+use crate::sessions::{Partition, SessionStore, StoreError};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Rollup limits and timings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollupSettings {
+    /// Journal entries and dirty facilities read per script call.
+    pub batch: usize,
+    /// A flip still unpublished this long after it happened is re-published.
+    pub republish_after: Duration,
+    /// Partitions rolled up at once.
+    pub partition_concurrency: usize,
+    /// Facility status writes in flight at once.
+    pub write_concurrency: usize,
+    /// Rounds per partition per run, so one huge backlog cannot starve the others.
+    pub max_rounds: usize,
+}
+
+impl Default for RollupSettings {
+    fn default() -> Self {
+        Self {
+            batch: 2000,
+            republish_after: Duration::from_secs(5),
+            partition_concurrency: 4,
+            write_concurrency: 16,
+            max_rounds: 20,
+        }
+    }
+}
+
+/// A rollup failure of one partition.
+#[derive(Debug, thiserror::Error)]
+pub enum RollupError {
+    #[error("partition {partition}: {source}")]
+    Store { partition: u16, source: StoreError },
+    #[error("partition {partition}: {message}")]
+    Persist { partition: u16, message: String },
+}
+
+/// What a rollup run did.
+#[derive(Debug, Default)]
+pub struct RollupReport {
+    pub history_entries: usize,
+    pub statuses_written: usize,
+    /// Status writes skipped because a newer version was already stored.
+    pub statuses_stale: usize,
+    pub republished: usize,
+    pub sessions_dropped: u64,
+    pub errors: Vec<RollupError>,
+}
+
+/// The rollup service.
+#[derive(Clone)]
+pub struct Rollup {
+    store: SessionStore,
+    facilities: Arc<dyn FacilityStore>,
+    publisher: Arc<dyn PushPublisher>,
+    settings: RollupSettings,
+}
+
+impl std::fmt::Debug for Rollup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rollup")
+            .field("store", &self.store)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl Rollup {
+    pub fn new(
+        store: SessionStore,
+        facilities: Arc<dyn FacilityStore>,
+        publisher: Arc<dyn PushPublisher>,
+        settings: RollupSettings,
+    ) -> Self {
+        Self {
+            store,
+            facilities,
+            publisher,
+            settings,
+        }
+    }
+
+    /// One run over every partition at `now_ms`.
+    pub async fn run(&self, now_ms: i64) -> RollupReport {
+        let reports: Vec<RollupReport> = futures::stream::iter(self.store.partitioner().all())
+            .map(|p| self.run_partition(p, now_ms))
+            .buffer_unordered(self.settings.partition_concurrency)
+            .collect()
+            .await;
+        let mut total = RollupReport::default();
+        for r in reports {
+            total.history_entries += r.history_entries;
+            total.statuses_written += r.statuses_written;
+            total.statuses_stale += r.statuses_stale;
+            total.republished += r.republished;
+            total.sessions_dropped += r.sessions_dropped;
+            total.errors.extend(r.errors);
+        }
+        total
+    }
+
+    async fn run_partition(&self, p: Partition, now_ms: i64) -> RollupReport {
+        let mut report = RollupReport::default();
+        let store_err = |source| RollupError::Store {
+            partition: p.0,
+            source,
+        };
+        let republish_before = now_ms - self.settings.republish_after.as_millis() as i64;
+        let drop_before = now_ms - self.store.ttl_ms();
+        for round in 0..self.settings.max_rounds {
+            let collected = match self
+                .store
+                .collect(
+                    p,
+                    self.settings.batch,
+                    self.settings.batch,
+                    republish_before,
+                )
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    report.errors.push(store_err(e));
+                    return report;
+                }
+            };
+
+            // History first: if it fails, the journal stays for the next run.
+            let mut journal_len = collected.journal_len;
+            if !collected.journal.is_empty() {
+                match self
+                    .facilities
+                    .append_history(&collected.journal, now_ms)
+                    .await
+                {
+                    Ok(()) => report.history_entries += collected.journal.len(),
+                    Err(e) => {
+                        report.errors.push(RollupError::Persist {
+                            partition: p.0,
+                            message: e.to_string(),
+                        });
+                        journal_len = 0;
+                    }
+                }
+            }
+
+            let facilities = &self.facilities;
+            let writes: Vec<(FacilityId, u64, Result<bool, String>)> =
+                futures::stream::iter(collected.dirty.iter())
+                    .map(|state| async move {
+                        let r = facilities
+                            .put_status(state, now_ms)
+                            .await
+                            .map_err(|e| e.to_string());
+                        (state.status.facility_id.clone(), state.rev, r)
+                    })
+                    .buffer_unordered(self.settings.write_concurrency)
+                    .collect()
+                    .await;
+            let mut persisted = Vec::with_capacity(writes.len());
+            for (facility, rev, result) in writes {
+                match result {
+                    Ok(written) => {
+                        if written {
+                            report.statuses_written += 1;
+                        } else {
+                            report.statuses_stale += 1;
+                        }
+                        persisted.push((facility, rev));
+                    }
+                    Err(message) => report.errors.push(RollupError::Persist {
+                        partition: p.0,
+                        message,
+                    }),
+                }
+            }
+
+            if round == 0 && !collected.stale_unpublished.is_empty() {
+                let flips: Vec<_> = collected
+                    .stale_unpublished
+                    .iter()
+                    .map(|s| (p, s.status.clone()))
+                    .collect();
+                tracing::warn!(
+                    partition = p.0,
+                    flips = flips.len(),
+                    "re-publishing flips the fast path missed"
+                );
+                report.republished +=
+                    publish_flips(&self.store, self.publisher.as_ref(), &flips).await;
+            }
+
+            match self
+                .store
+                .commit(p, journal_len, &persisted, drop_before, self.settings.batch)
+                .await
+            {
+                Ok((_, dropped)) => report.sessions_dropped += dropped,
+                Err(e) => {
+                    report.errors.push(store_err(e));
+                    return report;
+                }
+            }
+            let more = collected.journal_len == self.settings.batch
+                || collected.dirty.len() == self.settings.batch;
+            if !more || !report.errors.is_empty() {
+                break;
+            }
+        }
+        report
+    }
+}
