@@ -1,1 +1,217 @@
-//! test support
+//! Test support: real servers on free ports.
+//!
+//! - [`RedisServer`] starts a private `redis-server` per test and stops it on drop.
+//! - [`aws_endpoint`] is a local AWS emulator (moto) for SQS and DynamoDB: the one named by
+//!   `AWS_ENDPOINT_URL`, or one this test binary starts from `moto_server` on `PATH` and that
+//!   stops when the test binary exits.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on loopback (bound then released; racy only against other binders).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind loopback")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < timeout,
+            "{what} did not listen on port {port} within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A private `redis-server` without persistence.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (the README's test command installs it)");
+        wait_for_port(port, Duration::from_secs(10), "redis-server");
+        Self { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn settings(&self) -> presence::config::RedisSettings {
+        presence::config::RedisSettings {
+            url: self.url(),
+            cluster: false,
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The local AWS emulator's URL.
+pub fn aws_endpoint() -> String {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
+                if !url.is_empty() {
+                    return url;
+                }
+            }
+            let port = free_port();
+            // A shell watches this test process and stops moto when it is gone, so no
+            // emulator outlives the tests even though statics are never dropped.
+            let script = format!(
+                "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+                 while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill $m",
+                pid = std::process::id()
+            );
+            Command::new("sh")
+                .args(["-c", &script])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("sh is available");
+            wait_for_port(
+                port,
+                Duration::from_secs(60),
+                "moto_server (is it on PATH? the README's test command installs it)",
+            );
+            format!("http://127.0.0.1:{port}")
+        })
+        .clone()
+}
+
+/// SDK configuration for the emulator.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    presence::aws::local_sdk_config(&aws_endpoint()).await
+}
+
+/// A unique name for a queue or table, so tests sharing one emulator never collide.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        presence::now_ms() % 1_000_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Creates an SQS queue and returns its URL.
+pub async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> String {
+    client
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// Receives every message currently in a queue (deleting them).
+pub async fn drain_queue(client: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return bodies;
+        }
+        for m in msgs {
+            bodies.push(m.body.clone().unwrap_or_default());
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
+/// A heartbeat message for tests.
+pub fn heartbeat(
+    session: &str,
+    user: &str,
+    facility: &str,
+    region: &str,
+    at_ms: i64,
+    ended: bool,
+) -> presence::protocol::QueueMessage {
+    use presence::ids::*;
+    presence::protocol::QueueMessage {
+        v: 1,
+        session_id: SessionId::parse(session).unwrap(),
+        user_id: UserId::parse(user).unwrap(),
+        facility_id: FacilityId::parse(facility).unwrap(),
+        region: RegionId::parse(region).unwrap(),
+        at_ms,
+        state: if ended {
+            presence::protocol::HeartbeatState::Ended
+        } else {
+            presence::protocol::HeartbeatState::Active
+        },
+    }
+}
+
+/// A session store on `redis` with the given TTL and partitions.
+pub async fn store(
+    redis: &RedisServer,
+    ttl_s: u64,
+    partitions: u16,
+) -> presence::sessions::SessionStore {
+    let settings = presence::config::SessionSettings {
+        ttl: Duration::from_secs(ttl_s),
+        heartbeat_interval: Duration::from_secs(ttl_s.saturating_sub(1).max(1).min(30)),
+        partitions,
+    };
+    let conn = presence::sessions::RedisConnection::connect(&redis.settings())
+        .await
+        .expect("connect to redis");
+    presence::sessions::SessionStore::new(conn, &settings)
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command (README): installs what is missing on a fresh machine, then runs every
+# test — unit, Redis, AWS-emulator and sample-event tests.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh engine     # extra arguments go to `cargo test` (here: one test target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages: a real redis-server for the session engine tests.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# PyPI, in a venv: moto serves SQS and DynamoDB locally.
+VENV="${PRESENCE_VENV:-$PWD/.venv}"
+if [ ! -x "$VENV/bin/moto_server" ]; then
+  echo "installing moto into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==5.2.1"
+fi
+export PATH="$VENV/bin:$PATH"
+
+# Dummy AWS settings so no test can reach a real account.
+export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+unset AWS_PROFILE AWS_ENDPOINT_URL
+
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,493 @@
+//! The session engine against a real redis-server.
+
+use presence::ids::{FacilityId, SessionId};
+use presence::protocol::Status;
+use presence::sessions::{JournalEntry, Outcome, SessionStore};
+use presence_tests::{RedisServer, heartbeat as hb, store};
+
+const T0: i64 = 1_763_900_000_000;
+const TTL: i64 = 75_000;
+
+fn fac(f: &str) -> FacilityId {
+    FacilityId::parse(f).unwrap()
+}
+
+fn sid(s: &str) -> SessionId {
+    SessionId::parse(s).unwrap()
+}
+
+async fn apply(
+    store: &SessionStore,
+    now: i64,
+    hbs: &[presence::protocol::QueueMessage],
+) -> presence::sessions::Applied {
+    let p = store.partitioner().partition_of(&hbs[0].facility_id);
+    store.apply(p, now, hbs).await.unwrap()
+}
+
+#[tokio::test]
+async fn new_session_refresh_and_out_of_order() {
+    let redis = RedisServer::start();
+    let store = store(&redis, 75, 4).await;
+
+    let a = apply(&store, T0, &[hb("s1", "u1", "f1", "r1", T0, false)]).await;
+    assert_eq!(a.outcomes, [Outcome::New]);
+    assert_eq!(a.flips.len(), 1);
+    assert_eq!(a.flips[0].status, Status::Online);
+    assert_eq!(a.flips[0].version, 1);
+    assert_eq!(a.flips[0].since_ms, T0);
+    let s = store
+        .session(&fac("f1"), &sid("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            s.user_id.as_str(),
+            s.region.as_str(),
+            s.started_ms,
+            s.last_ms,
+            s.deadline_ms,
+            s.offline_ms
+        ),
+        ("u1", "r1", T0, T0, T0 + TTL, None)
+    );
+
+    // refresh moves the deadline forward; an older heartbeat and a duplicate change nothing
+    let a = apply(
+        &store,
+        T0 + 30_000,
+        &[
+            hb("s1", "u1", "f1", "r1", T0 + 30_000, false),
+            hb("s1", "u1", "f1", "r1", T0 + 30_000, false),
+        ],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::Refreshed, Outcome::Old]);
+    assert!(a.flips.is_empty());
+    let a = apply(
+        &store,
+        T0 + 31_000,
+        &[hb("s1", "u1", "f1", "r1", T0 + 10_000, false)],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::Old]);
+    let s = store
+        .session(&fac("f1"), &sid("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((s.last_ms, s.deadline_ms), (T0 + 30_000, T0 + 30_000 + TTL));
+
+    // a batch given out of order is applied in receive-time order
+    let a = apply(
+        &store,
+        T0 + 61_000,
+        &[
+            hb("s1", "u1", "f1", "r1", T0 + 60_000, false),
+            hb("s1", "u1", "f1", "r1", T0 + 45_000, false),
+        ],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::Refreshed, Outcome::Refreshed]);
+    let s = store
+        .session(&fac("f1"), &sid("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.deadline_ms, T0 + 60_000 + TTL);
+}
+
+#[tokio::test]
+async fn ended_session_goes_offline_and_restarts_a_new_segment() {
+    let redis = RedisServer::start();
+    let store = store(&redis, 75, 4).await;
+    apply(&store, T0, &[hb("s1", "u1", "f1", "r1", T0, false)]).await;
+
+    let a = apply(
+        &store,
+        T0 + 5_000,
+        &[hb("s1", "u1", "f1", "r1", T0 + 5_000, true)],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::Ended]);
+    assert_eq!(a.flips.len(), 1);
+    assert_eq!(
+        (
+            a.flips[0].status,
+            a.flips[0].since_ms,
+            a.flips[0].version,
+            a.flips[0].online_sessions
+        ),
+        (Status::Offline, T0 + 5_000, 2, 0)
+    );
+    let s = store
+        .session(&fac("f1"), &sid("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.offline_ms, Some(T0 + 5_000));
+
+    // a delayed heartbeat from before the end changes nothing
+    let a = apply(
+        &store,
+        T0 + 6_000,
+        &[hb("s1", "u1", "f1", "r1", T0 + 4_000, false)],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::Old]);
+
+    // a later heartbeat starts a new online segment; the finished one is journaled
+    let a = apply(
+        &store,
+        T0 + 20_000,
+        &[hb("s1", "u1", "f1", "r1", T0 + 20_000, false)],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::Restarted]);
+    assert_eq!((a.flips[0].status, a.flips[0].version), (Status::Online, 3));
+    let s = store
+        .session(&fac("f1"), &sid("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((s.started_ms, s.offline_ms), (T0 + 20_000, None));
+
+    let p = store.partitioner().partition_of(&fac("f1"));
+    let c = store.collect(p, 100, 100, 0).await.unwrap();
+    let segments: Vec<_> = c
+        .journal
+        .iter()
+        .filter_map(|e| match e {
+            JournalEntry::Segment(s) => Some((s.start_ms, s.end_ms, s.reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(segments, [(T0, T0 + 5_000, "ended")]);
+    let versions: Vec<_> = c
+        .journal
+        .iter()
+        .filter_map(|e| match e {
+            JournalEntry::Flip(f) => Some((f.version, f.status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            (1, Status::Online),
+            (2, Status::Offline),
+            (3, Status::Online)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn facility_flips_only_on_first_and_last_session() {
+    let redis = RedisServer::start();
+    let store = store(&redis, 75, 4).await;
+    let a = apply(
+        &store,
+        T0,
+        &[
+            hb("s1", "u1", "f1", "r1", T0, false),
+            hb("s2", "u2", "f1", "r1", T0 + 1, false),
+        ],
+    )
+    .await;
+    assert_eq!(a.flips.len(), 1, "one flip for two sessions");
+    assert_eq!(
+        store
+            .facility(&fac("f1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .online_sessions,
+        2
+    );
+
+    let a = apply(
+        &store,
+        T0 + 10,
+        &[hb("s1", "u1", "f1", "r1", T0 + 10, true)],
+    )
+    .await;
+    assert!(a.flips.is_empty(), "still one session online");
+    let a = apply(
+        &store,
+        T0 + 20,
+        &[hb("s2", "u2", "f1", "r1", T0 + 20, true)],
+    )
+    .await;
+    assert_eq!(a.flips.len(), 1);
+    let f = store.facility(&fac("f1")).await.unwrap().unwrap();
+    assert_eq!(
+        (f.status, f.version, f.online_sessions, f.since_ms),
+        (Status::Offline, 2, 0, T0 + 20)
+    );
+}
+
+#[tokio::test]
+async fn late_unknown_and_conflicting_heartbeats_change_nothing() {
+    let redis = RedisServer::start();
+    let store = store(&redis, 75, 4).await;
+    // deadline already passed when applied
+    let a = apply(
+        &store,
+        T0 + TTL + 1,
+        &[hb("s1", "u1", "f1", "r1", T0, false)],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::TooLate]);
+    assert!(
+        store
+            .session(&fac("f1"), &sid("s1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // an end for an unknown session is remembered, so the delayed start cannot revive it
+    let a = apply(
+        &store,
+        T0 + 10,
+        &[hb("s2", "u1", "f1", "r1", T0 + 10, true)],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::EndedUnknown]);
+    let a = apply(
+        &store,
+        T0 + 11,
+        &[hb("s2", "u1", "f1", "r1", T0 + 5, false)],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::Old]);
+    assert!(
+        store.facility(&fac("f1")).await.unwrap().is_none(),
+        "facility never went online"
+    );
+
+    // another user cannot refresh or end someone's session
+    apply(
+        &store,
+        T0 + 20,
+        &[hb("s3", "u1", "f1", "r1", T0 + 20, false)],
+    )
+    .await;
+    let a = apply(
+        &store,
+        T0 + 21,
+        &[hb("s3", "intruder", "f1", "r1", T0 + 21, true)],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::Conflict]);
+    assert_eq!(
+        store
+            .session(&fac("f1"), &sid("s3"))
+            .await
+            .unwrap()
+            .unwrap()
+            .offline_ms,
+        None
+    );
+}
+
+#[tokio::test]
+async fn sweep_claims_due_sessions_at_their_deadline_once() {
+    let redis = RedisServer::start();
+    let store = store(&redis, 75, 1).await;
+    apply(
+        &store,
+        T0,
+        &[
+            hb("s1", "u1", "f1", "r1", T0, false),
+            hb("s2", "u2", "f2", "r1", T0 + 1_000, false),
+        ],
+    )
+    .await;
+    let p = store.partitioner().partition_of(&fac("f1"));
+
+    let none = store.sweep(p, T0 + TTL, 100).await.unwrap();
+    assert!(
+        none.claimed.is_empty(),
+        "a deadline equal to now has not passed"
+    );
+    assert_eq!(none.next_deadline_ms, Some(T0 + TTL));
+
+    // two sweepers at once: each session is claimed exactly once
+    let (x, y) = tokio::join!(
+        store.sweep(p, T0 + TTL + 500, 100),
+        store.sweep(p, T0 + TTL + 500, 100)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.claimed.len() + y.claimed.len(), 1);
+    let claimed = if x.claimed.is_empty() { &y } else { &x };
+    assert_eq!(claimed.claimed, [("f1/s1".to_owned(), T0 + TTL)]);
+    assert_eq!(claimed.flips.len(), 1);
+    assert_eq!(
+        (claimed.flips[0].status, claimed.flips[0].since_ms),
+        (Status::Offline, T0 + TTL)
+    );
+    let s = store
+        .session(&fac("f1"), &sid("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.offline_ms,
+        Some(T0 + TTL),
+        "offline at the deadline, not when swept"
+    );
+    assert_eq!(claimed.next_deadline_ms, Some(T0 + 1_000 + TTL));
+}
+
+#[tokio::test]
+async fn a_lapsed_session_refreshed_before_the_sweep_gets_a_new_segment() {
+    let redis = RedisServer::start();
+    let store = store(&redis, 75, 1).await;
+    apply(&store, T0, &[hb("s1", "u1", "f1", "r1", T0, false)]).await;
+    let a = apply(
+        &store,
+        T0 + TTL + 3_000,
+        &[hb("s1", "u1", "f1", "r1", T0 + TTL + 2_000, false)],
+    )
+    .await;
+    assert_eq!(a.outcomes, [Outcome::Restarted]);
+    let statuses: Vec<_> = a.flips.iter().map(|f| (f.status, f.since_ms)).collect();
+    assert_eq!(
+        statuses,
+        [
+            (Status::Offline, T0 + TTL),
+            (Status::Online, T0 + TTL + 2_000)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn one_script_call_per_partition_per_batch() {
+    let redis = RedisServer::start();
+    let store = store(&redis, 75, 4).await;
+    let partitioner = store.partitioner();
+    let mut batch = Vec::new();
+    for i in 0..200 {
+        batch.push(hb(
+            &format!("s{i}"),
+            &format!("u{i}"),
+            &format!("f{}", i % 20),
+            "r1",
+            T0 + i,
+            false,
+        ));
+    }
+    let mut by_p = std::collections::BTreeMap::<_, Vec<_>>::new();
+    for h in batch {
+        by_p.entry(partitioner.partition_of(&h.facility_id))
+            .or_default()
+            .push(h);
+    }
+    let mut conn = store.connection();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for (p, hbs) in &by_p {
+        let a = store.apply(*p, T0 + 300, hbs).await.unwrap();
+        assert!(a.outcomes.iter().all(|o| *o == Outcome::New));
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let stat = |cmd: &str, field: &str| -> u64 {
+        info.lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+            .and_then(|l| l.split(&format!("{field}=")).nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // The first call of a script loads it (EVALSHA answers NOSCRIPT, SCRIPT LOAD, EVALSHA again).
+    assert_eq!(
+        stat("evalsha", "calls") - stat("evalsha", "failed_calls"),
+        by_p.len() as u64,
+        "{info}"
+    );
+    assert!(stat("evalsha", "failed_calls") <= 1, "{info}");
+    let online: u64 = {
+        let mut n = 0;
+        for i in 0..20 {
+            n += store
+                .facility(&fac(&format!("f{i}")))
+                .await
+                .unwrap()
+                .unwrap()
+                .online_sessions;
+        }
+        n
+    };
+    assert_eq!(online, 200);
+}
+
+#[tokio::test]
+async fn rollup_collect_and_commit_forget_only_what_was_persisted() {
+    let redis = RedisServer::start();
+    let store = store(&redis, 75, 1).await;
+    let p = store.partitioner().partition_of(&fac("f1"));
+    apply(&store, T0, &[hb("s1", "u1", "f1", "r1", T0, false)]).await;
+    apply(
+        &store,
+        T0 + 1_000,
+        &[hb("s1", "u1", "f1", "r1", T0 + 1_000, true)],
+    )
+    .await;
+
+    let c = store.collect(p, 100, 100, T0 + 10_000).await.unwrap();
+    assert_eq!(c.journal_len, 3, "online flip, segment, offline flip");
+    assert_eq!(c.dirty.len(), 1);
+    assert_eq!(
+        c.stale_unpublished.len(),
+        1,
+        "the flips were never acknowledged"
+    );
+    let rev = c.dirty[0].rev;
+
+    // a change after the read keeps the facility dirty
+    apply(
+        &store,
+        T0 + 2_000,
+        &[hb("s2", "u2", "f1", "r1", T0 + 2_000, false)],
+    )
+    .await;
+    let (cleaned, dropped) = store
+        .commit(p, c.journal_len, &[(fac("f1"), rev)], T0 + 1_000 + 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(cleaned, 0);
+    assert_eq!(dropped, 1, "s1 ended before the cut-off and is deleted");
+    assert!(
+        store
+            .session(&fac("f1"), &sid("s1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let c2 = store.collect(p, 100, 100, 0).await.unwrap();
+    assert_eq!(c2.journal_len, 1, "only the new online flip remains");
+    assert_eq!(c2.dirty.len(), 1);
+
+    // acknowledging publication of an older version keeps the newer flip owed
+    let n = store.ack_published(p, &[(fac("f1"), 2)]).await.unwrap();
+    assert_eq!(n, 0);
+    let n = store.ack_published(p, &[(fac("f1"), 3)]).await.unwrap();
+    assert_eq!(n, 1);
+    assert!(
+        store
+            .collect(p, 100, 100, T0 + 10_000)
+            .await
+            .unwrap()
+            .stale_unpublished
+            .is_empty()
+    );
+}
