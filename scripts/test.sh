@@ -26,6 +26,10 @@ if [ ! -x "$VENV/bin/moto_server" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==5.2.1"
 fi
+if [ ! -x "$VENV/bin/sam" ] || [ ! -x "$VENV/bin/cfn-lint" ]; then
+  echo "installing cfn-lint and aws-sam-cli into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check cfn-lint aws-sam-cli
+fi
 export PATH="$VENV/bin:$PATH"
 
 # Dummy AWS settings so no test can reach a real account.
@@ -33,3 +37,9 @@ export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 unset AWS_PROFILE AWS_ENDPOINT_URL
 
 cargo test --workspace --all-targets "$@"
+
+# The SAM template: lint and validate (no AWS account needed).
+export SAM_CLI_TELEMETRY=0
+cfn-lint template.yaml
+sam validate --lint --region us-east-1 >/dev/null
+echo "template.yaml: cfn-lint and sam validate --lint clean"

@@ -62,7 +62,7 @@ end
 local function go_offline(member, sess, fac, region, at, reason, now)
   local sk = key('s:' .. member)
   local h = redis.call('HMGET', sk, 'user', 'started')
-  redis.call('HSET', sk, 'offline', at, 'reason', reason)
+  redis.call('HSET', sk, 'offline', at, 'reason', reason, 'deadline', at)
   redis.call('ZREM', key('deadlines'), member)
   redis.call('ZADD', key('ended'), at, member)
   redis.call('RPUSH', key('journal'), cjson.encode({
