@@ -5,6 +5,7 @@
 #   scripts/test.sh            # everything
 #   scripts/test.sh engine     # extra arguments go to `cargo test` (here: one test target)
 set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -36,10 +37,15 @@ export PATH="$VENV/bin:$PATH"
 export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 unset AWS_PROFILE AWS_ENDPOINT_URL
 
-cargo test --workspace --all-targets "$@"
-
 # The SAM template: lint and validate (no AWS account needed).
 export SAM_CLI_TELEMETRY=0
 cfn-lint template.yaml
 sam validate --lint --region us-east-1 >/dev/null
 echo "template.yaml: cfn-lint and sam validate --lint clean"
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+# One closing line for the whole run (cargo prints one per test binary, the last often empty).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+

@@ -170,3 +170,121 @@ async fn schedule_events() {
         .await
         .unwrap();
 }
+
+/// A WebSocket API nobody connects to: its management API answers 410 for every id, as API
+/// Gateway does for the sample events' made-up connection.
+struct NoRoutes;
+
+#[async_trait::async_trait]
+impl presence_local::WebSocketRoutes for NoRoutes {
+    async fn invoke(
+        &self,
+        _route: presence_local::Route,
+        _event: aws_lambda_events::event::apigw::ApiGatewayWebsocketProxyRequest,
+    ) -> aws_lambda_events::event::apigw::ApiGatewayProxyResponse {
+        presence::hub::route_response(200, None)
+    }
+}
+
+fn ws_event(path: &Path) -> aws_lambda_events::event::apigw::ApiGatewayWebsocketProxyRequest {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn websocket_events() {
+    let sdk = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("connections");
+    presence::hub::registry::create_table(&ddb, &table)
+        .await
+        .unwrap();
+    let redis = RedisServer::start();
+    let api = presence_local::LocalWebSocketApi::start(
+        "127.0.0.1:0".parse().unwrap(),
+        presence_local::WebSocketApiConfig::default(),
+        Arc::new(NoRoutes),
+    )
+    .await
+    .unwrap();
+    let env = Env::from_pairs([
+        ("REDIS_URL", redis.url()),
+        ("JWT_SECRET", DEV_SECRET.to_owned()),
+        ("CONNECTIONS_TABLE", table.clone()),
+        ("WEBSOCKET_ENDPOINT", api.management_endpoint()),
+        (
+            "HEARTBEAT_QUEUE_URL",
+            create_queue(&sqs, &unique("heartbeats")).await,
+        ),
+        ("PUSH_QUEUE_URL", create_queue(&sqs, &unique("push")).await),
+        ("AWS_ENDPOINT_URL", aws_endpoint()),
+    ]);
+    let config = presence::hub::setup::HubConfig::from_env(&env).unwrap();
+    let hub = presence::hub::setup::build_with(config, &sdk)
+        .await
+        .unwrap();
+    let now = presence::now_ms();
+
+    for path in files("ws-connect") {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let expected = match name.as_str() {
+            "connect" => 200,
+            "bad-token" => 401,
+            other => panic!("no expectation for events/ws-connect/{other}.json"),
+        };
+        let r = ws_connect::handle(&hub, ws_event(&path), now).await;
+        assert_eq!(r.status_code, expected, "{name}");
+    }
+    let conn = hub
+        .registry()
+        .get("L0SM9cOFvHcCIhw=")
+        .await
+        .unwrap()
+        .expect("the sample connection is registered");
+    assert_eq!(
+        (
+            conn.user.as_str(),
+            conn.session_id.as_ref().map(|s| s.as_str())
+        ),
+        ("nurse-ann", Some("tab-7f3a"))
+    );
+
+    for path in files("ws-message") {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(
+            ["ping", "join", "send", "bad-frame"].contains(&name.as_str()),
+            "no expectation for events/ws-message/{name}.json"
+        );
+        let r = ws_message::handle(&hub, ws_event(&path), now).await;
+        assert_eq!(r.status_code, 200, "{name}");
+    }
+    // The replies found the made-up connection gone (410) and removed it, as API Gateway would.
+    assert!(
+        hub.registry()
+            .get("L0SM9cOFvHcCIhw=")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    for path in files("ws-disconnect") {
+        let r = ws_disconnect::handle(&hub, ws_event(&path), now).await;
+        assert_eq!(r.status_code, 200, "disconnect is idempotent");
+    }
+
+    let [path] = &files("ws-push")[..] else {
+        panic!("expected one ws-push event")
+    };
+    let event: SqsEvent = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let response = ws_push::handle(&hub, event, now).await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["7a1c9e10-0000-4000-8000-000000000003"],
+        "only the malformed push fails"
+    );
+}

@@ -81,6 +81,7 @@ fn statuses(bodies: &[String]) -> Vec<presence::protocol::FacilityStatus> {
         .iter()
         .map(|b| match serde_json::from_str::<PushMessage>(b).unwrap() {
             PushMessage::Status(e) => e.status,
+            other => panic!("expected a status event, got {other:?}"),
         })
         .collect()
 }
@@ -161,6 +162,25 @@ async fn ingest_answers_and_enqueues_with_identity_from_the_token() {
         assert!(!body["error"]["message"].as_str().unwrap().is_empty());
     }
     assert!(drain_queue(&aws.sqs, &aws.heartbeats).await.is_empty());
+
+    // a beacon (no headers) carries its token in the query
+    let beacon = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "https://api.example/v1/heartbeats?token={}",
+            token("u1", "f1", "r1")
+        ))
+        .body(lambda_http::Body::from(
+            r#"{"session_id":"tab-1","state":"ended"}"#,
+        ))
+        .unwrap();
+    assert_eq!(
+        heartbeat_ingest::handle(&ingest, beacon, before + 1)
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(drain_queue(&aws.sqs, &aws.heartbeats).await.len(), 1);
 
     // the queue is unavailable: 503 with Retry-After, no internal detail
     let missing = format!("{}/000000000000/no-such-queue", aws_endpoint());

@@ -24,6 +24,7 @@ pub mod consume;
 pub mod expiry;
 pub mod facilities;
 pub mod flips;
+pub mod hub;
 pub mod ids;
 pub mod ingest;
 pub mod protocol;

@@ -171,11 +171,33 @@ impl StatusEvent {
     }
 }
 
-/// A message on the push queue. Status events travel as themselves (their `type` tags them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A message on the push queue. Status events travel as themselves (their `type` tags them);
+/// other pushes are `{"type": "deliver", "to": {...}, "data": ..., "except": "conn-id"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PushMessage {
     Status(StatusEvent),
+    Deliver(Delivery),
+}
+
+/// A generic push: `data` (any JSON, sent as the frame) to a connection, a user's devices or
+/// a group, optionally without one connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "deliver")]
+pub struct Delivery {
+    pub to: Target,
+    pub data: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub except: Option<String>,
+}
+
+/// Who a push goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Connection(String),
+    User(UserId),
+    Group(crate::hub::Group),
 }
 
 impl PushMessage {

@@ -163,10 +163,10 @@ impl Rollup {
 
             let facilities = &self.facilities;
             let writes: Vec<(FacilityId, u64, Result<bool, String>)> =
-                futures::stream::iter(collected.dirty.iter())
+                futures::stream::iter(collected.dirty.clone())
                     .map(|state| async move {
                         let r = facilities
-                            .put_status(state, now_ms)
+                            .put_status(&state, now_ms)
                             .await
                             .map_err(|e| e.to_string());
                         (state.status.facility_id.clone(), state.rev, r)

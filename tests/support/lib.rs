@@ -215,3 +215,76 @@ pub async fn store(
         .expect("connect to redis");
     presence::sessions::SessionStore::new(conn, &settings)
 }
+
+/// Feeds an SQS queue (on the emulator) to a batch handler the way Lambda's event source
+/// mapping does: receive up to 10, invoke, delete what did not fail; failed records become
+/// visible again after the queue's visibility timeout. Stops when dropped.
+#[derive(Debug)]
+pub struct SqsPump {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SqsPump {
+    pub fn start<F, Fut>(client: aws_sdk_sqs::Client, url: String, handler: F) -> Self
+    where
+        F: Fn(aws_lambda_events::event::sqs::SqsEvent) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse> + Send,
+    {
+        let task = tokio::spawn(async move {
+            loop {
+                let out = match client
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(0)
+                    .send()
+                    .await
+                {
+                    Ok(out) => out,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let msgs = out.messages.unwrap_or_default();
+                if msgs.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    continue;
+                }
+                let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+                event.records = msgs
+                    .iter()
+                    .map(|m| {
+                        let mut r = aws_lambda_events::event::sqs::SqsMessage::default();
+                        r.message_id = m.message_id.clone();
+                        r.body = m.body.clone();
+                        r
+                    })
+                    .collect();
+                let response = handler(event).await;
+                let failed: std::collections::HashSet<String> = response
+                    .batch_item_failures
+                    .into_iter()
+                    .map(|f| f.item_identifier)
+                    .collect();
+                for m in msgs {
+                    if !failed.contains(m.message_id.as_deref().unwrap_or_default()) {
+                        let _ = client
+                            .delete_message()
+                            .queue_url(&url)
+                            .receipt_handle(m.receipt_handle.unwrap_or_default())
+                            .send()
+                            .await;
+                    }
+                }
+            }
+        });
+        Self { task }
+    }
+}
+
+impl Drop for SqsPump {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

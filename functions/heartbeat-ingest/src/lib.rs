@@ -55,13 +55,16 @@ pub async fn handle(ingest: &Ingest, req: Request, now_ms: i64) -> Response<Body
         );
     }
     let claims = authorizer_claims(&req);
+    // `navigator.sendBeacon` (the `ended` heartbeat on page close) cannot set headers, so a
+    // token may also come as `?token=`, as it does for WebSocket connects.
+    let bearer = query_token(&req).map(|t| format!("Bearer {t}"));
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
     let credentials = match &claims {
         Some(c) => Credentials::Authorizer(c),
-        None => Credentials::Bearer(
-            req.headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok()),
-        ),
+        None => Credentials::Bearer(header.or(bearer.as_deref())),
     };
     match ingest
         .accept(credentials, req.body().as_ref(), now_ms)
@@ -76,6 +79,20 @@ pub async fn handle(ingest: &Ingest, req: Request, now_ms: i64) -> Response<Body
             json(e.status(), e.body(), e.retry_after_s())
         }
     }
+}
+
+fn query_token(req: &Request) -> Option<String> {
+    if let Some(t) = req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("token"))
+    {
+        return Some(t.to_owned());
+    }
+    let query = req.uri().query()?;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(str::to_owned)
 }
 
 /// Claims from an API Gateway JWT authorizer, when one is configured on the route.

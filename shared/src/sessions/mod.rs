@@ -33,6 +33,7 @@ static SWEEP: LazyLock<Script> = script!("sweep.lua");
 static ACK_PUBLISHED: LazyLock<Script> = script!("ack_published.lua");
 static ROLLUP_COLLECT: LazyLock<Script> = script!("rollup_collect.lua");
 static ROLLUP_COMMIT: LazyLock<Script> = script!("rollup_commit.lua");
+static SNAPSHOT: LazyLock<Script> = script!("snapshot.lua");
 
 /// A session-engine failure.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +164,9 @@ pub struct SessionRecord {
     pub deadline_ms: i64,
     pub offline_ms: Option<i64>,
 }
+
+/// `region, status, since, version` of a facility hash.
+type FacilityFields = (Option<String>, Option<String>, Option<i64>, Option<u64>);
 
 /// The Redis session engine.
 #[derive(Debug, Clone)]
@@ -357,6 +361,29 @@ impl SessionStore {
         ))
     }
 
+    /// The live status of every known facility of `region`: one read-only script per
+    /// partition, all partitions at once.
+    pub async fn snapshot(&self, region: &RegionId) -> Result<Vec<FacilityStatus>, StoreError> {
+        let calls = self.partitioner.all().map(|p| {
+            let mut conn = self.conn.clone();
+            async move {
+                let reply: Value = SNAPSHOT
+                    .key(p.deadlines_key())
+                    .arg(p.prefix())
+                    .arg(region.as_str())
+                    .invoke_async(&mut conn)
+                    .await?;
+                parse_flips("snapshot", reply)
+            }
+        });
+        let mut all = Vec::new();
+        for part in futures::future::join_all(calls).await {
+            all.extend(part?);
+        }
+        all.sort_by(|a, b| a.facility_id.cmp(&b.facility_id));
+        Ok(all)
+    }
+
     /// A session as stored, if any.
     pub async fn session(
         &self,
@@ -392,10 +419,7 @@ impl SessionStore {
         let p = self.partitioner.partition_of(facility);
         let fk = format!("{}:f:{}", p.prefix(), facility);
         let lk = format!("{}:live:{}", p.prefix(), facility);
-        let ((region, status, since, version), live): (
-            (Option<String>, Option<String>, Option<i64>, Option<u64>),
-            u64,
-        ) = redis::pipe()
+        let (fields, live): (FacilityFields, u64) = redis::pipe()
             .cmd("HMGET")
             .arg(&fk)
             .arg("region")
@@ -406,6 +430,7 @@ impl SessionStore {
             .arg(&lk)
             .query_async(&mut self.conn.clone())
             .await?;
+        let (region, status, since, version) = fields;
         let (Some(region), Some(status)) = (region, status) else {
             return Ok(None);
         };

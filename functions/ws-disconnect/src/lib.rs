@@ -1,0 +1,32 @@
+//! ws-disconnect: the WebSocket `$disconnect` route.
+//!
+//! Removes the connection (never the user's memberships) and ends the session bound to it.
+//! Idempotent: API Gateway may deliver it late, or a push may have found the connection gone
+//! first.
+
+use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use presence::hub::{Hub, route_response};
+
+pub async fn handle(
+    hub: &Hub,
+    event: ApiGatewayWebsocketProxyRequest,
+    now_ms: i64,
+) -> ApiGatewayProxyResponse {
+    let Some(id) = event.request_context.connection_id.as_deref() else {
+        return route_response(
+            400,
+            Some(("bad_request", "event lacks a connection id".into())),
+        );
+    };
+    match hub.disconnect(id, now_ms).await {
+        Ok(removed) => {
+            tracing::info!(connection = %id, known = removed.is_some(), code = ?event.request_context.disconnect_status_code, "disconnected");
+            route_response(200, None)
+        }
+        Err(e) => {
+            // The connection item still expires by TTL; the session by its deadline.
+            tracing::error!(connection = %id, error = %e, "disconnect not recorded");
+            route_response(500, Some(("unavailable", "disconnect not recorded".into())))
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! The WebSocket hub end to end: real WebSocket clients through the local API Gateway
+//! WebSocket API, the four ws functions' handlers in-process, Redis, and the DynamoDB
+//! connections table and SQS queues on the local emulator.
+
+use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use futures::{SinkExt, StreamExt};
+use presence::auth::{Authenticator, DevTokenSigner, Identity};
+use presence::config::{AwsSettings, SessionSettings};
+use presence::consume::Consumer;
+use presence::hub::Hub;
+use presence::hub::registry::{
+    Connection, ConnectionRegistry, DynamoConnectionRegistry, create_table,
+};
+use presence::hub::setup::{HubConfig, build_with};
+use presence::ids::{FacilityId, RegionId, UserId};
+use presence::queue::SqsQueue;
+use presence_local::{LocalWebSocketApi, Route, WebSocketApiConfig, WebSocketRoutes};
+use presence_tests::*;
+use serde_json::{Value, json};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "hub-test-secret-0123456789abcdef-0123";
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The three routes, wired to the real handlers.
+struct Routes {
+    hub: OnceLock<Hub>,
+}
+
+#[async_trait::async_trait]
+impl WebSocketRoutes for Routes {
+    async fn invoke(
+        &self,
+        route: Route,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> ApiGatewayProxyResponse {
+        let hub = self.hub.get().expect("hub is set before clients connect");
+        let now = presence::now_ms();
+        match route {
+            Route::Connect => ws_connect::handle(hub, event, now).await,
+            Route::Disconnect => ws_disconnect::handle(hub, event, now).await,
+            Route::Default => ws_message::handle(hub, event, now).await,
+        }
+    }
+}
+
+struct Stack {
+    api: LocalWebSocketApi,
+    hub: Hub,
+    registry: DynamoConnectionRegistry,
+    _redis: RedisServer,
+    _pumps: Vec<SqsPump>,
+}
+
+async fn stack(config: WebSocketApiConfig) -> Stack {
+    let sdk = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("connections");
+    create_table(&ddb, &table).await.unwrap();
+    let heartbeats = create_queue(&sqs, &unique("heartbeats")).await;
+    let push = create_queue(&sqs, &unique("push")).await;
+    let redis = RedisServer::start();
+    let routes = Arc::new(Routes {
+        hub: OnceLock::new(),
+    });
+    let api = LocalWebSocketApi::start("127.0.0.1:0".parse().unwrap(), config, routes.clone())
+        .await
+        .unwrap();
+    let sessions = SessionSettings {
+        ttl: Duration::from_secs(75),
+        heartbeat_interval: Duration::from_secs(30),
+        partitions: 4,
+    };
+    let hub = build_with(
+        HubConfig {
+            sessions,
+            redis: redis.settings(),
+            aws: AwsSettings {
+                endpoint_url: Some(aws_endpoint()),
+            },
+            auth: Authenticator::hs256(SECRET.as_bytes()),
+            connections_table: table.clone(),
+            websocket_endpoint: api.management_endpoint(),
+            heartbeat_queue_url: heartbeats.clone(),
+            push_queue_url: push.clone(),
+        },
+        &sdk,
+    )
+    .await
+    .unwrap();
+    routes.hub.set(hub.clone()).unwrap();
+
+    // Lambda's event source mappings: heartbeat queue → consumer, push queue → ws-push.
+    let conn = presence::sessions::RedisConnection::connect(&redis.settings())
+        .await
+        .unwrap();
+    let consumer = Consumer::new(
+        presence::sessions::SessionStore::new(conn, &sessions),
+        Arc::new(SqsQueue::new(sqs.clone(), &push)),
+    );
+    let consumer_pump = SqsPump::start(sqs.clone(), heartbeats, move |event| {
+        let consumer = consumer.clone();
+        async move { heartbeat_consumer::handle(&consumer, event, presence::now_ms()).await }
+    });
+    let push_hub = hub.clone();
+    let push_pump = SqsPump::start(sqs, push, move |event| {
+        let hub = push_hub.clone();
+        async move { ws_push::handle(&hub, event, presence::now_ms()).await }
+    });
+    Stack {
+        api,
+        hub,
+        registry: DynamoConnectionRegistry::new(ddb, table),
+        _redis: redis,
+        _pumps: vec![consumer_pump, push_pump],
+    }
+}
+
+fn token(user: &str, facility: &str, region: &str) -> String {
+    let id = Identity {
+        user: UserId::parse(user).unwrap(),
+        facility: FacilityId::parse(facility).unwrap(),
+        region: RegionId::parse(region).unwrap(),
+    };
+    DevTokenSigner::new(SECRET.as_bytes()).sign(&id, presence::now_ms() / 1000 + 600)
+}
+
+async fn connect(s: &Stack, user: &str, facility: &str, region: &str, session: Option<&str>) -> Ws {
+    let mut url = format!(
+        "{}?token={}",
+        s.api.websocket_url(),
+        token(user, facility, region)
+    );
+    if let Some(sid) = session {
+        url.push_str(&format!("&session_id={sid}"));
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The next JSON message, or None after `wait`.
+async fn next(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// The next message of type `ty`, skipping others; fails after 5 s.
+async fn expect(ws: &mut Ws, ty: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match next(ws, left).await {
+            Some(v) if v["type"] == ty => return v,
+            Some(_) => continue,
+            None => panic!("no {ty:?} message within 5 s"),
+        }
+    }
+}
+
+/// Every message that arrives within `wait`.
+async fn quiet(ws: &mut Ws, wait: Duration) -> Vec<Value> {
+    let mut got = Vec::new();
+    while let Some(v) = next(ws, wait).await {
+        got.push(v);
+    }
+    got
+}
+
+async fn wait_until<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, f: F) {
+    for _ in 0..100 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn a_bad_token_is_refused_at_connect_and_nothing_is_registered() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let url = format!("{}?token=not-a-token", s.api.websocket_url());
+    let err = tokio_tungstenite::connect_async(url)
+        .await
+        .expect_err("refused");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 401),
+        other => panic!("expected HTTP 401, got {other:?}"),
+    }
+    let forged = DevTokenSigner::new(b"another-secret-another-secret-another").sign(
+        &Identity {
+            user: UserId::parse("u").unwrap(),
+            facility: FacilityId::parse("f").unwrap(),
+            region: RegionId::parse("r").unwrap(),
+        },
+        presence::now_ms() / 1000 + 600,
+    );
+    assert!(
+        tokio_tungstenite::connect_async(format!("{}?token={forged}", s.api.websocket_url()))
+            .await
+            .is_err()
+    );
+    assert!(s.api.connection_ids().is_empty());
+    assert!(
+        s.registry
+            .region_connections(&RegionId::parse("r").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.registry
+            .user_connections(&UserId::parse("u").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn send_reaches_every_device_and_others_excludes_the_sender() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut a1 = connect(&s, "ann", "icu", "north", None).await;
+    let mut a2 = connect(&s, "ann", "icu", "north", None).await;
+    let mut b = connect(&s, "bo", "er", "north", None).await;
+
+    send(
+        &mut a1,
+        json!({"action":"join","group":"chat:ward","ref":"j"}),
+    )
+    .await;
+    let joined = expect(&mut a1, "joined").await;
+    assert_eq!(
+        (joined["group"].as_str(), joined["ref"].as_str()),
+        (Some("chat:ward"), Some("j"))
+    );
+    assert_eq!(
+        expect(&mut a2, "joined").await["group"],
+        "chat:ward",
+        "the other device joined too"
+    );
+    send(&mut b, json!({"action":"join","group":"chat:ward"})).await;
+    expect(&mut b, "joined").await;
+    assert_eq!(expect(&mut a1, "member.joined").await["user"], "bo");
+
+    send(
+        &mut a1,
+        json!({"action":"send","group":"chat:ward","data":{"t":1}}),
+    )
+    .await;
+    for ws in [&mut a1, &mut a2, &mut b] {
+        let m = expect(ws, "message").await;
+        assert_eq!(
+            (m["from"].as_str(), m["data"].clone()),
+            (Some("ann"), json!({"t":1}))
+        );
+    }
+    assert_eq!(expect(&mut a1, "sent").await["delivered"], 3);
+    send(
+        &mut a1,
+        json!({"action":"send","group":"chat:ward","data":{"t":2},"others":true,"ref":9}),
+    )
+    .await;
+    assert_eq!(expect(&mut a2, "message").await["data"], json!({"t":2}));
+    assert_eq!(expect(&mut b, "message").await["data"], json!({"t":2}));
+    let sent = expect(&mut a1, "sent").await;
+    assert_eq!(
+        (sent["delivered"].as_u64(), sent["ref"].as_u64()),
+        (Some(2), Some(9))
+    );
+    assert!(
+        quiet(&mut a1, Duration::from_millis(300))
+            .await
+            .iter()
+            .all(|m| m["type"] != "message"),
+        "the sender got its own message"
+    );
+
+    send(&mut b, json!({"action":"members","group":"chat:ward"})).await;
+    assert_eq!(
+        expect(&mut b, "members").await["users"],
+        json!(["ann", "bo"])
+    );
+}
+
+#[tokio::test]
+async fn leave_from_one_device_leaves_on_all_and_tells_the_others_once() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut a1 = connect(&s, "ann", "icu", "north", None).await;
+    let mut a2 = connect(&s, "ann", "icu", "north", None).await;
+    let mut b = connect(&s, "bo", "er", "north", None).await;
+    for ws in [&mut a1, &mut b] {
+        send(ws, json!({"action":"join","group":"chat:ward"})).await;
+        expect(ws, "joined").await;
+    }
+    quiet(&mut a2, Duration::from_millis(200)).await;
+    quiet(&mut b, Duration::from_millis(200)).await;
+
+    send(
+        &mut a2,
+        json!({"action":"leave","group":"chat:ward","ref":"l"}),
+    )
+    .await;
+    assert_eq!(expect(&mut a2, "left").await["ref"], "l");
+    assert_eq!(expect(&mut a1, "left").await["group"], "chat:ward");
+    let left = expect(&mut b, "member.left").await;
+    assert_eq!(left["user"], "ann");
+    assert!(
+        quiet(&mut b, Duration::from_millis(300))
+            .await
+            .iter()
+            .all(|m| m["type"] != "member.left"),
+        "exactly one member.left"
+    );
+
+    send(
+        &mut b,
+        json!({"action":"send","group":"chat:ward","data":"after"}),
+    )
+    .await;
+    expect(&mut b, "message").await;
+    for ws in [&mut a1, &mut a2] {
+        assert!(
+            quiet(ws, Duration::from_millis(300))
+                .await
+                .iter()
+                .all(|m| m["type"] != "message"),
+            "left devices still got messages"
+        );
+    }
+    // ann is no member any more: sending is refused
+    send(
+        &mut a1,
+        json!({"action":"send","group":"chat:ward","data":"x","ref":3}),
+    )
+    .await;
+    let err = expect(&mut a1, "error").await;
+    assert_eq!(
+        (
+            err["code"].as_str(),
+            err["action"].as_str(),
+            err["ref"].as_u64()
+        ),
+        (Some("not_member"), Some("send"), Some(3))
+    );
+}
+
+#[tokio::test]
+async fn a_membership_survives_a_reconnect() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut a = connect(&s, "ann", "icu", "north", None).await;
+    send(&mut a, json!({"action":"join","group":"chat:ward"})).await;
+    expect(&mut a, "joined").await;
+    a.close(None).await.unwrap();
+    drop(a);
+    wait_until("the connection to be removed", || async {
+        s.registry
+            .user_connections(&UserId::parse("ann").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+
+    let mut a = connect(&s, "ann", "icu", "north", None).await;
+    let mut b = connect(&s, "bo", "er", "north", None).await;
+    send(&mut b, json!({"action":"join","group":"chat:ward"})).await;
+    expect(&mut b, "joined").await;
+    send(
+        &mut b,
+        json!({"action":"send","group":"chat:ward","data":"hello again"}),
+    )
+    .await;
+    assert_eq!(expect(&mut a, "message").await["data"], "hello again");
+}
+
+#[tokio::test]
+async fn a_flip_reaches_the_regions_sockets_as_a_status_event() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut watcher = connect(&s, "ann", "icu", "north", None).await;
+    let mut elsewhere = connect(&s, "cy", "depot", "south", None).await;
+
+    // presence from the socket: a session bound at connect puts er online
+    let _bo = connect(&s, "bo", "er", "north", Some("tab-b")).await;
+    let e = expect(&mut watcher, "facility.status").await;
+    assert_eq!(
+        (
+            e["facility_id"].as_str(),
+            e["status"].as_str(),
+            e["version"].as_u64()
+        ),
+        (Some("er"), Some("online"), Some(1))
+    );
+
+    // a heartbeat over the socket goes through the queue and the consumer
+    let mut dee = connect(&s, "dee", "lab", "north", None).await;
+    send(
+        &mut dee,
+        json!({"action":"heartbeat","session_id":"tab-d","ref":"h"}),
+    )
+    .await;
+    let ack = expect(&mut dee, "heartbeat").await;
+    assert_eq!(
+        (ack["interval_s"].as_u64(), ack["ref"].as_str()),
+        (Some(30), Some("h"))
+    );
+    let e = expect(&mut watcher, "facility.status").await;
+    assert_eq!(
+        (e["facility_id"].as_str(), e["status"].as_str()),
+        (Some("lab"), Some("online"))
+    );
+    assert!(
+        quiet(&mut elsewhere, Duration::from_millis(300))
+            .await
+            .iter()
+            .all(|m| m["type"] != "facility.status"),
+        "another region saw it"
+    );
+
+    send(&mut watcher, json!({"action":"snapshot","ref":1})).await;
+    let snap = expect(&mut watcher, "snapshot").await;
+    let ids: Vec<_> = snap["facilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["facility_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["er", "lab"]);
+    send(&mut watcher, json!({"action":"snapshot","region":"south"})).await;
+    assert_eq!(expect(&mut watcher, "error").await["code"], "forbidden");
+}
+
+#[tokio::test]
+async fn vanished_and_stale_connections_are_cleaned_up() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut watcher = connect(&s, "ann", "icu", "north", None).await;
+    // a client that vanishes without a close frame, holding a session
+    let ghost = connect(&s, "bo", "er", "north", Some("tab-g")).await;
+    expect(&mut watcher, "facility.status").await;
+    drop(ghost);
+    wait_until("the vanished connection to be removed", || async {
+        s.registry
+            .user_connections(&UserId::parse("bo").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let e = expect(&mut watcher, "facility.status").await;
+    assert_eq!(
+        (e["facility_id"].as_str(), e["status"].as_str()),
+        (Some("er"), Some("offline")),
+        "its session ended with the socket"
+    );
+
+    // a connection API Gateway no longer knows (a missed $disconnect): the first push deletes it
+    let stale = Connection {
+        id: "StaleConnId0=".into(),
+        user: UserId::parse("zed").unwrap(),
+        facility: FacilityId::parse("icu").unwrap(),
+        region: RegionId::parse("north").unwrap(),
+        session_id: None,
+        connected_ms: presence::now_ms(),
+    };
+    s.registry.register(&stale).await.unwrap();
+    let push = presence::protocol::PushMessage::Deliver(presence::protocol::Delivery {
+        to: presence::protocol::Target::Group(presence::hub::Group::parse("region:north").unwrap()),
+        data: json!({"type":"notice"}),
+        except: None,
+    });
+    let report = s.hub.push(&push, presence::now_ms()).await.unwrap();
+    assert_eq!(report.gone, ["StaleConnId0="]);
+    assert_eq!(report.delivered, 1);
+    assert!(s.registry.get("StaleConnId0=").await.unwrap().is_none());
+    assert_eq!(
+        expect(&mut watcher, "notice").await,
+        json!({"type":"notice"})
+    );
+}
+
+#[tokio::test]
+async fn bad_frames_get_an_error_and_the_connection_stays_usable() {
+    // Let frames larger than the hub's own limit reach it, to exercise its check.
+    let s = stack(WebSocketApiConfig {
+        max_frame_bytes: 256 * 1024,
+        ..WebSocketApiConfig::default()
+    })
+    .await;
+    let mut a = connect(&s, "ann", "icu", "north", None).await;
+    let cases = [
+        ("not json".to_owned(), "bad_request"),
+        (json!({"action":"dance"}).to_string(), "unknown_action"),
+        (json!({"action":"join"}).to_string(), "bad_request"),
+        (
+            json!({"action":"join","group":"region:north"}).to_string(),
+            "forbidden",
+        ),
+        (
+            json!({"action":"leave","group":"user:ann"}).to_string(),
+            "forbidden",
+        ),
+        (
+            json!({"action":"send","group":"chat:none","data":1}).to_string(),
+            "not_member",
+        ),
+        (
+            json!({"action":"ping","pad":"x".repeat(40_000)}).to_string(),
+            "too_large",
+        ),
+    ];
+    for (frame, code) in cases {
+        a.send(Message::text(frame.clone())).await.unwrap();
+        let err = expect(&mut a, "error").await;
+        assert_eq!(err["code"], code, "{}", &frame[..frame.len().min(60)]);
+        assert!(!err["message"].as_str().unwrap().is_empty());
+    }
+    send(&mut a, json!({"action":"ping","ref":"still-here"})).await;
+    assert_eq!(expect(&mut a, "pong").await["ref"], "still-here");
+}
