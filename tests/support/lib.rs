@@ -101,7 +101,9 @@ pub fn aws_endpoint() -> String {
                  while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill $m",
                 pid = std::process::id()
             );
-            Command::new("sh")
+            // The watcher ends on its own when this process exits; nothing waits for it.
+            #[allow(clippy::zombie_processes)]
+            let _watcher = Command::new("sh")
                 .args(["-c", &script])
                 .stdin(Stdio::null())
                 .spawn()
@@ -207,7 +209,7 @@ pub async fn store(
 ) -> presence::sessions::SessionStore {
     let settings = presence::config::SessionSettings {
         ttl: Duration::from_secs(ttl_s),
-        heartbeat_interval: Duration::from_secs(ttl_s.saturating_sub(1).max(1).min(30)),
+        heartbeat_interval: Duration::from_secs(ttl_s.saturating_sub(1).clamp(1, 30)),
         partitions,
     };
     let conn = presence::sessions::RedisConnection::connect(&redis.settings())
