@@ -14,6 +14,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   as_root apt-get update -qq
@@ -33,6 +35,12 @@ if [ ! -x "$VENV/bin/sam" ] || [ ! -x "$VENV/bin/cfn-lint" ]; then
 fi
 export PATH="$VENV/bin:$PATH"
 
+# npm: playwright-core drives Debian's Chromium (it never downloads a browser of its own).
+if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+  echo "installing playwright-core"
+  (cd tests/e2e && npm ci --no-audit --no-fund --silent)
+fi
+
 # Dummy AWS settings so no test can reach a real account.
 export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 unset AWS_PROFILE AWS_ENDPOINT_URL
@@ -46,6 +54,15 @@ echo "template.yaml: cfn-lint and sam validate --lint clean"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+
+# The browser side: the client's pure logic in Node, then the dashboard in headless Chromium
+# against the local stack.
+cargo build --quiet -p presence-local
+export PRESENCE_LOCAL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/presence-local"
+node --test web/test/ 2>&1 | tee -a "$log"
+(cd tests/e2e && node --test --test-concurrency=1 .) 2>&1 | tee -a "$log"
+
 # One closing line for the whole run (cargo prints one per test binary, the last often empty).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+awk '/^test result:/ { p += $4; f += $6 } /^# pass / { p += $3 } /^# fail / { f += $3 }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 

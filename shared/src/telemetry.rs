@@ -41,6 +41,14 @@ impl Unit {
     }
 }
 
+static METRICS_ON_STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns printing of metric lines on or off (the local stack turns them off: there is no
+/// CloudWatch to read them, and they would drown its log).
+pub fn print_metrics(on: bool) {
+    METRICS_ON_STDOUT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// One EMF line for `function` with the given metrics; returns it (tests) after printing it.
 pub fn emit_metrics(function: &str, now_ms: i64, metrics: &[(&str, Unit, f64)]) -> String {
     let mut doc = json!({
@@ -58,7 +66,9 @@ pub fn emit_metrics(function: &str, now_ms: i64, metrics: &[(&str, Unit, f64)]) 
         doc[*name] = json!(value);
     }
     let line = doc.to_string();
-    println!("{line}");
+    if METRICS_ON_STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("{line}");
+    }
     line
 }
 

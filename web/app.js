@@ -1,0 +1,631 @@
+// app.js — the Presence dashboard: sign-in, facility tiles, event log, chat, simulation.
+// Plain ES module, no build step. Talks to the local stack on the page's own origin
+// (/dev/config, /dev/directory, /dev/token, /dev/simulation) and to Presence through
+// PresenceClient (heartbeats + WebSocket).
+import { PresenceClient } from './presence-client.js';
+
+const USER_KEY = 'presence.user'; // sessionStorage: the signed-in user of this tab
+const LOG_LIMIT = 200;
+const CHAT_LIMIT = 200;
+const SIM_POLL_MS = 10_000;
+
+const $ = (id) => document.getElementById(id);
+
+/** @type {{websocket_url: string, heartbeat_url: string}|null} */
+let config = null;
+/** Directory lookups, filled at boot. */
+const dir = { regions: new Map(), users: new Map(), facilityNames: new Map(), list: null };
+/**
+ * The signed-in session, or null.
+ * @type {null | {user: any, region: any, client: PresenceClient, chatGroup: string,
+ *   chatState: 'joined'|'left', members: Set<string>, tiles: Map<string, HTMLElement>,
+ *   timers: any[]}}
+ */
+let session = null;
+
+// ------------------------------------------------------------------ small helpers
+
+/** Creates an element: el('p', {class: 'x', dataset: {a: 1}}, 'text', child). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value == null || value === false) continue;
+    if (key === 'class') node.className = value;
+    else if (key === 'dataset') {
+      for (const [name, data] of Object.entries(value)) if (data != null) node.dataset[name] = String(data);
+    }
+    else if (key === 'text') node.textContent = value;
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children) {
+    if (child == null) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+async function requestJSON(url, init) {
+  const response = await fetch(url, { cache: 'no-store', ...init });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const message = body?.error?.message ?? `${response.status} ${response.statusText}`.trim();
+    throw new Error(`${url.split('?')[0]}: ${message}`);
+  }
+  return body;
+}
+
+const storage = {
+  get(key) {
+    try {
+      return sessionStorage.getItem(key);
+    } catch {
+      return null;
+    }
+  },
+  set(key, value) {
+    try {
+      sessionStorage.setItem(key, value);
+    } catch {
+      /* private mode: the reload will ask again */
+    }
+  },
+  remove(key) {
+    try {
+      sessionStorage.removeItem(key);
+    } catch {
+      /* ignore */
+    }
+  },
+};
+
+const pad = (n) => String(n).padStart(2, '0');
+
+/** "14:02" (today) or "3 Mar 14:02". */
+function clockTime(ms, now = Date.now()) {
+  const d = new Date(ms);
+  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (new Date(now).toDateString() === d.toDateString()) return hm;
+  return `${d.toLocaleDateString(undefined, { day: 'numeric', month: 'short' })} ${hm}`;
+}
+
+/** "14:02:07" for log lines. */
+function logTime(ms) {
+  const d = new Date(ms);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** "12 s", "2 min", "1 h 5 min", "3 d 4 h". */
+function duration(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+  const days = Math.floor(h / 24);
+  return h % 24 ? `${days} d ${h % 24} h` : `${days} d`;
+}
+
+function sinceText(status, now = Date.now()) {
+  if (!status || typeof status.since_ms !== 'number') return 'no activity yet';
+  return status.status === 'online'
+    ? `online for ${duration(now - status.since_ms)}`
+    : `offline since ${clockTime(status.since_ms, now)}`;
+}
+
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+const userName = (id) => dir.users.get(id)?.name ?? id;
+const facilityName = (id) => dir.facilityNames.get(id) ?? id;
+
+function setView(view) {
+  document.body.dataset.view = view;
+  $('loading-view').hidden = view !== 'loading';
+  $('boot-error-view').hidden = view !== 'boot-error';
+  $('sign-in-view').hidden = view !== 'sign-in';
+  $('dashboard').hidden = view !== 'dashboard';
+  $('account').hidden = view !== 'dashboard';
+}
+
+// ------------------------------------------------------------------ boot and sign-in
+
+async function boot() {
+  setView('loading');
+  try {
+    const [cfg, directory] = await Promise.all([requestJSON('/dev/config'), requestJSON('/dev/directory')]);
+    config = cfg;
+    indexDirectory(directory);
+  } catch (error) {
+    $('boot-error').textContent = `${error.message}. Is the local stack running?`;
+    setView('boot-error');
+    return;
+  }
+  fillUserSelect();
+
+  const fromUrl = new URL(window.location.href).searchParams.get('user');
+  const wanted = fromUrl || storage.get(USER_KEY);
+  if (wanted && dir.users.has(wanted)) {
+    await signIn(wanted);
+  } else {
+    if (wanted) storage.remove(USER_KEY);
+    showSignIn(wanted ? `Unknown user "${wanted}".` : '');
+  }
+}
+
+function indexDirectory(directory) {
+  dir.list = directory;
+  dir.regions.clear();
+  dir.users.clear();
+  dir.facilityNames.clear();
+  for (const region of directory?.regions ?? []) {
+    dir.regions.set(region.id, region);
+    for (const facility of region.facilities ?? []) dir.facilityNames.set(facility.id, facility.name);
+  }
+  for (const user of directory?.users ?? []) dir.users.set(user.id, user);
+}
+
+function fillUserSelect() {
+  const select = $('user');
+  select.replaceChildren();
+  const byRegion = new Map();
+  for (const user of dir.users.values()) {
+    if (!byRegion.has(user.region)) byRegion.set(user.region, []);
+    byRegion.get(user.region).push(user);
+  }
+  for (const [regionId, users] of byRegion) {
+    const group = el('optgroup', { label: dir.regions.get(regionId)?.name ?? regionId });
+    for (const user of users) {
+      group.append(el('option', { value: user.id, text: `${user.name} — ${facilityName(user.facility)}` }));
+    }
+    select.append(group);
+  }
+  $('sign-in').disabled = dir.users.size === 0;
+}
+
+function showSignIn(message = '') {
+  $('sign-in-error').textContent = message;
+  $('sign-in').disabled = dir.users.size === 0;
+  setView('sign-in');
+}
+
+async function signIn(userId) {
+  const user = dir.users.get(userId);
+  if (!user) {
+    showSignIn(`Unknown user "${userId}".`);
+    return;
+  }
+  $('sign-in').disabled = true;
+  $('sign-in-error').textContent = '';
+  const query = new URLSearchParams({ user: user.id, facility: user.facility, region: user.region });
+  const getToken = async () => {
+    const body = await requestJSON(`/dev/token?${query}`);
+    if (!body?.token) throw new Error('/dev/token returned no token');
+    return body.token;
+  };
+  let token;
+  try {
+    token = await getToken();
+  } catch (error) {
+    showSignIn(`Could not sign in: ${error.message}`);
+    return;
+  }
+  storage.set(USER_KEY, user.id);
+
+  const region = dir.regions.get(user.region) ?? { id: user.region, name: user.region, facilities: [] };
+  const client = new PresenceClient({
+    token,
+    websocketUrl: config.websocket_url,
+    heartbeatUrl: config.heartbeat_url,
+    getToken,
+  });
+  session = {
+    user,
+    region,
+    client,
+    chatGroup: `chat:${region.id}-lobby`,
+    chatState: 'left',
+    members: new Set(),
+    tiles: new Map(),
+    timers: [],
+  };
+  renderDashboard(session);
+  wireClient(session);
+  setView('dashboard');
+  client.start();
+  session.timers.push(setInterval(() => refreshTimes(), 1000));
+  session.timers.push(setInterval(() => refreshSimulation(), SIM_POLL_MS));
+  refreshSimulation();
+  addLog('system', `Signed in as ${user.name} at ${facilityName(user.facility)}`);
+}
+
+async function signOut() {
+  const current = session;
+  if (!current) return;
+  session = null; // events from the old client are ignored from here on
+  $('sign-out').disabled = true;
+  for (const timer of current.timers) clearInterval(timer);
+  try {
+    await current.client.stop(); // says "ended" when this is the browser's last tab
+  } finally {
+    storage.remove(USER_KEY);
+    const url = new URL(window.location.href);
+    if (url.searchParams.has('user')) {
+      url.searchParams.delete('user');
+      window.history.replaceState(null, '', url);
+    }
+    resetDashboard();
+    $('sign-out').disabled = false;
+    showSignIn();
+  }
+}
+
+// ------------------------------------------------------------------ dashboard
+
+function renderDashboard(s) {
+  $('whoami').replaceChildren(
+    el('strong', { text: s.user.name }),
+    el('span', { class: 'muted', text: ` · ${facilityName(s.user.facility)} · ${s.region.name}` }),
+  );
+  $('region-name').textContent = s.region.name;
+  $('chat-group').textContent = s.chatGroup;
+  const tiles = $('tiles');
+  tiles.replaceChildren();
+  for (const facility of s.region.facilities ?? []) addTile(s, facility.id, facility.name);
+  setChatState('left');
+  setConnection({ state: 'connecting', attempt: 0 });
+  $('leader').hidden = true;
+  updateSummary();
+}
+
+function resetDashboard() {
+  $('tiles').replaceChildren();
+  $('log').replaceChildren();
+  $('chat-messages').replaceChildren();
+  $('chat-members').textContent = '';
+  $('chat-input').value = '';
+  $('summary').textContent = '';
+  $('sim-count').textContent = '';
+  $('sim-count').dataset.count = '0';
+  $('sim-error').textContent = '';
+  $('leader').hidden = true;
+  setChatState('left');
+  setConnection({ state: 'closed', attempt: 0 });
+}
+
+function addTile(s, id, name) {
+  const tile = el(
+    'li',
+    { class: 'tile', dataset: { facility: id, status: 'offline', sessions: '0' } },
+    el(
+      'div',
+      { class: 'tile-head' },
+      el('h3', { class: 'tile-name', text: name }),
+      id === s.user.facility ? el('span', { class: 'tile-you', text: 'You' }) : null,
+    ),
+    el(
+      'p',
+      { class: 'tile-state' },
+      el('span', { class: 'tile-dot', 'aria-hidden': 'true' }),
+      el('span', { class: 'tile-state-text', text: 'Offline' }),
+    ),
+    el(
+      'p',
+      { class: 'tile-meta' },
+      el('span', { class: 'tile-sessions', text: plural(0, 'session') }),
+      el('span', { class: 'tile-since', text: 'no activity yet' }),
+    ),
+  );
+  tile.addEventListener('animationend', () => tile.classList.remove('changed'));
+  s.tiles.set(id, tile);
+  $('tiles').append(tile);
+  return tile;
+}
+
+/** Shows a status on its tile (creating the tile for a facility the directory lacks). */
+function showStatus(s, status, { flash = false } = {}) {
+  if (status.region && status.region !== s.region.id) return false;
+  const tile = s.tiles.get(status.facility_id) ?? addTile(s, status.facility_id, facilityName(status.facility_id));
+  const online = status.status === 'online';
+  tile.dataset.status = online ? 'online' : 'offline';
+  tile.dataset.sessions = String(status.online_sessions ?? 0);
+  tile.dataset.version = String(status.version);
+  tile.querySelector('.tile-state-text').textContent = online ? 'Online' : 'Offline';
+  tile.querySelector('.tile-sessions').textContent = plural(status.online_sessions ?? 0, 'session');
+  tile.querySelector('.tile-since').textContent = sinceText(status);
+  if (flash) {
+    tile.classList.remove('changed');
+    void tile.offsetWidth; // restart the animation
+    tile.classList.add('changed');
+  }
+  return true;
+}
+
+function refreshTimes() {
+  const s = session;
+  if (!s) return;
+  const now = Date.now();
+  for (const [id, tile] of s.tiles) {
+    tile.querySelector('.tile-since').textContent = sinceText(s.client.board.get(id), now);
+  }
+}
+
+function updateSummary() {
+  const s = session;
+  if (!s) return;
+  let online = 0;
+  for (const tile of s.tiles.values()) if (tile.dataset.status === 'online') online += 1;
+  $('summary').textContent = `${online} of ${s.tiles.size} online`;
+}
+
+function setConnection({ state, retry_in_ms: retryIn }) {
+  const node = $('connection');
+  node.dataset.state = state;
+  let text = 'Offline';
+  if (state === 'open') text = 'Live';
+  else if (state === 'connecting') text = 'Connecting…';
+  else if (typeof retryIn === 'number') text = `Reconnecting in ${Math.max(1, Math.ceil(retryIn / 1000))} s`;
+  $('connection-text').textContent = text;
+}
+
+// ------------------------------------------------------------------ event log
+
+function addLog(kind, text, at = Date.now()) {
+  const log = $('log');
+  log.prepend(
+    el(
+      'li',
+      { class: 'log-entry', dataset: { kind } },
+      el('time', { datetime: new Date(at).toISOString(), text: logTime(at) }),
+      el('span', { class: 'log-text', text }),
+    ),
+  );
+  while (log.children.length > LOG_LIMIT) log.lastElementChild.remove();
+}
+
+// ------------------------------------------------------------------ chat
+
+function setChatState(state) {
+  if (session) session.chatState = state;
+  const node = $('chat-state');
+  node.textContent = state;
+  node.dataset.state = state;
+  const joined = state === 'joined';
+  $('chat-join').disabled = joined;
+  $('chat-leave').disabled = !joined;
+  $('chat-input').disabled = !joined;
+  $('chat-send').disabled = !joined;
+  $('chat-input').placeholder = joined ? 'Write a message' : 'Join to send messages';
+  if (!joined) $('chat-members').textContent = '';
+}
+
+function addChat(kind, text, { from = null, at = Date.now() } = {}) {
+  const list = $('chat-messages');
+  const item = el(
+    'li',
+    { class: `chat-entry chat-${kind}`, dataset: { kind, from } },
+    el('time', { datetime: new Date(at).toISOString(), text: logTime(at) }),
+    from ? el('strong', { class: 'chat-from', text: userName(from) }) : null,
+    el('span', { class: 'chat-text', text }),
+  );
+  list.append(item);
+  while (list.children.length > CHAT_LIMIT) list.firstElementChild.remove();
+  list.scrollTop = list.scrollHeight;
+}
+
+function showMembers(s) {
+  if (s.chatState !== 'joined') return;
+  const names = [...s.members].map(userName).sort((a, b) => a.localeCompare(b));
+  $('chat-members').textContent = names.length ? `In the lobby: ${names.join(', ')}` : '';
+}
+
+async function loadMembers(s) {
+  try {
+    const reply = await s.client.members(s.chatGroup);
+    if (session !== s) return;
+    s.members = new Set(reply.users ?? []);
+    showMembers(s);
+  } catch {
+    /* a list is a nicety; the events keep it current */
+  }
+}
+
+function messageText(data) {
+  if (typeof data === 'string') return data;
+  if (data && typeof data.text === 'string') return data.text;
+  return JSON.stringify(data);
+}
+
+// ------------------------------------------------------------------ client events
+
+function wireClient(s) {
+  const { client } = s;
+  const on = (type, handler) =>
+    client.addEventListener(type, (event) => {
+      if (session === s) handler(event.detail);
+    });
+
+  on('connection', (detail) => {
+    const before = $('connection').dataset.state;
+    setConnection(detail);
+    if (detail.state === 'open') addLog('system', 'Connected');
+    else if (detail.state === 'closed' && before === 'open') addLog('system', 'Connection lost, reconnecting');
+  });
+
+  on('leader', ({ leader }) => {
+    $('leader').hidden = !leader;
+    addLog('system', leader ? 'This tab now sends the heartbeats' : 'This tab no longer sends the heartbeats');
+  });
+
+  on('heartbeat', ({ interval_s: interval }) => {
+    $('leader').title = `This tab sends the heartbeats for the whole browser, every ${interval} s`;
+  });
+
+  on('snapshot', ({ applied }) => {
+    for (const status of applied) showStatus(s, status);
+    updateSummary();
+    refreshTimes();
+  });
+
+  on('status', (status) => {
+    if (!showStatus(s, status, { flash: true })) return;
+    updateSummary();
+    const sessions = status.status === 'online' ? ` (${plural(status.online_sessions ?? 0, 'session')})` : '';
+    addLog('status', `${facilityName(status.facility_id)} is ${status.status}${sessions}`);
+  });
+
+  on('joined', ({ group }) => {
+    if (group !== s.chatGroup) return;
+    const wasLeft = s.chatState !== 'joined';
+    setChatState('joined');
+    if (wasLeft) {
+      addChat('notice', 'You joined the lobby');
+      addLog('chat', `You joined ${group}`);
+    }
+    loadMembers(s);
+  });
+
+  on('left', ({ group }) => {
+    if (group !== s.chatGroup) return;
+    const wasJoined = s.chatState === 'joined';
+    setChatState('left');
+    s.members.clear();
+    if (wasJoined) {
+      addChat('notice', 'You left the lobby');
+      addLog('chat', `You left ${group}`);
+    }
+  });
+
+  on('member.joined', ({ group, user }) => {
+    if (group !== s.chatGroup) return;
+    s.members.add(user);
+    showMembers(s);
+    addChat('notice', `${userName(user)} joined`);
+    addLog('chat', `${userName(user)} joined ${group}`);
+  });
+
+  on('member.left', ({ group, user }) => {
+    if (group !== s.chatGroup) return;
+    s.members.delete(user);
+    showMembers(s);
+    addChat('notice', `${userName(user)} left`);
+    addLog('chat', `${userName(user)} left ${group}`);
+  });
+
+  on('message', ({ group, from, data }) => {
+    if (group !== s.chatGroup) return;
+    const text = messageText(data);
+    addChat('message', text, { from });
+    addLog('chat', `${userName(from)}: ${text}`);
+  });
+
+  on('error', (detail) => {
+    const what = detail.source === 'heartbeat' && detail.status ? `heartbeat ${detail.status}` : detail.source;
+    addLog('error', `${what}: ${detail.message ?? detail.code ?? 'error'}`);
+  });
+}
+
+// ------------------------------------------------------------------ simulation
+
+async function refreshSimulation() {
+  const s = session;
+  if (!s) return;
+  try {
+    const body = await requestJSON('/dev/simulation');
+    if (session !== s) return;
+    const count = Number(body?.regions?.[s.region.id] ?? 0);
+    $('sim-count').dataset.count = String(count);
+    $('sim-count').textContent = count > 0 ? `${plural(count, 'simulated user')} running` : 'No simulated users';
+  } catch (error) {
+    if (session === s) $('sim-count').textContent = 'Simulation unavailable';
+  }
+}
+
+async function simulation(method) {
+  const s = session;
+  if (!s) return;
+  $('sim-error').textContent = '';
+  $('sim-start').disabled = true;
+  $('sim-stop').disabled = true;
+  try {
+    if (method === 'POST') {
+      const users = Math.min(500, Math.max(1, Math.round(Number($('sim-users').value) || 5)));
+      $('sim-users').value = String(users);
+      await requestJSON('/dev/simulation', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ region: s.region.id, users }),
+      });
+      addLog('system', `Started ${plural(users, 'simulated user')} in ${s.region.name}`);
+    } else {
+      await requestJSON(`/dev/simulation?${new URLSearchParams({ region: s.region.id })}`, { method: 'DELETE' });
+      addLog('system', `Stopped the simulation in ${s.region.name}`);
+    }
+  } catch (error) {
+    if (session === s) $('sim-error').textContent = error.message;
+  } finally {
+    $('sim-start').disabled = false;
+    $('sim-stop').disabled = false;
+    await refreshSimulation();
+  }
+}
+
+// ------------------------------------------------------------------ DOM wiring
+
+$('sign-in-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const userId = $('user').value;
+  if (userId) signIn(userId);
+});
+
+$('sign-out').addEventListener('click', () => signOut());
+$('boot-retry').addEventListener('click', () => boot());
+
+$('chat-join').addEventListener('click', () => {
+  const s = session;
+  if (!s) return;
+  s.client.join(s.chatGroup).catch((error) => {
+    if (session !== s) return;
+    // Not connected yet: the client joins as soon as the socket opens.
+    const text = error.code === 'not_connected' ? 'Not connected; joining when the connection is back' : error.message;
+    addChat('notice', text);
+    addLog('error', `join: ${text}`);
+  });
+});
+
+$('chat-leave').addEventListener('click', () => {
+  const s = session;
+  if (!s) return;
+  s.client.leave(s.chatGroup).catch((error) => {
+    if (session !== s) return;
+    const text = error.code === 'not_connected' ? 'Not connected; leaving when the connection is back' : error.message;
+    addChat('notice', text);
+    addLog('error', `leave: ${text}`);
+  });
+});
+
+$('chat-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const s = session;
+  const input = $('chat-input');
+  const text = input.value.trim();
+  if (!s || !text || s.chatState !== 'joined') return;
+  // others: false — this socket gets the message back like every other device, so
+  // the list shows exactly what the group saw.
+  s.client.send(s.chatGroup, { text }, { others: false }).then(
+    () => {
+      if (input.value.trim() === text) input.value = '';
+    },
+    (error) => {
+      if (session === s) addChat('notice', `Not sent: ${error.message}`);
+    },
+  );
+});
+
+$('sim-start').addEventListener('click', () => simulation('POST'));
+$('sim-stop').addEventListener('click', () => simulation('DELETE'));
+
+boot();
