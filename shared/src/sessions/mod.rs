@@ -5,6 +5,7 @@
 //! time in; scripts never read the clock.
 
 mod connection;
+pub mod model;
 mod partition;
 
 pub use connection::RedisConnection;
