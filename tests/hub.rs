@@ -532,3 +532,70 @@ async fn bad_frames_get_an_error_and_the_connection_stays_usable() {
     send(&mut a, json!({"action":"ping","ref":"still-here"})).await;
     assert_eq!(expect(&mut a, "pong").await["ref"], "still-here");
 }
+
+/// 1 000 generated bad frames through the real WebSocket API: each gets exactly one `error`
+/// reply, the connection stays usable, and no membership is created.
+#[tokio::test]
+async fn generated_bad_frames_each_get_an_error_and_change_nothing() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut a = connect(&s, "ann", "icu", "north", None).await;
+    let mut seed: u64 = 0x5EED_1234_ABCD_0001;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let groups = [
+        "region:north",
+        "facility:icu",
+        "user:ann",
+        "chat:",
+        "chat:a b",
+        "admin:x",
+        "nogroup",
+        "chat:ok/../x",
+        "",
+    ];
+    let mut frames = Vec::new();
+    for i in 0..1000 {
+        let g = groups[next(groups.len() as u64) as usize];
+        let frame = match next(12) {
+            0 => format!("{{\"action\":\"act{i}\"}}"),
+            1 => json!({"action":"join","group":g}).to_string(),
+            2 => json!({"action":"leave","group":g}).to_string(),
+            3 => json!({"action":"send","group":"chat:secret","data":i}).to_string(),
+            4 => json!({"action":"members","group":"chat:secret"}).to_string(),
+            5 => json!({"action":"heartbeat","session_id":"a/b"}).to_string(),
+            6 => json!({"action":"join"}).to_string(),
+            7 => json!({"action":["ping"]}).to_string(),
+            8 => json!({"action":"snapshot","region":"south"}).to_string(),
+            9 => format!("{{\"action\":\"ping\",\"ref\":{{\"n\":{i}}}}}"),
+            10 => "x".repeat(next(100) as usize + 1),
+            _ => json!([i, "ping"]).to_string(),
+        };
+        frames.push(frame);
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        a.send(Message::text(frame.clone())).await.unwrap();
+        let reply = next_reply(&mut a).await;
+        assert_eq!(reply["type"], "error", "frame {i} {frame:?} got {reply}");
+    }
+    send(&mut a, json!({"action":"ping"})).await;
+    expect(&mut a, "pong").await;
+    assert!(s.registry.members("chat:secret").await.unwrap().is_empty());
+    for g in groups {
+        if let Ok(presence::hub::Group::Free(name)) = presence::hub::Group::parse(g) {
+            assert!(
+                s.registry.members(&name).await.unwrap().is_empty(),
+                "{name}"
+            );
+        }
+    }
+}
+
+async fn next_reply(ws: &mut Ws) -> Value {
+    next(ws, Duration::from_secs(5))
+        .await
+        .expect("a reply within 5 s")
+}
