@@ -13,8 +13,17 @@ use std::time::{Duration, Instant};
 /// A port whose cluster bus port (+10000) is free as well.
 fn cluster_port(taken: &[u16]) -> u16 {
     for _ in 0..1000 {
-        let p = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port() % 20_000 + 20_000;
-        if !taken.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+        let p = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            % 20_000
+            + 20_000;
+        if !taken.contains(&p)
+            && TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+        {
             return p;
         }
     }
@@ -44,7 +53,16 @@ fn start_cluster() -> Cluster {
         let conf = dir.join(format!("nodes-{port}.conf"));
         nodes.push(RedisServer::start_on(
             port,
-            &["--cluster-enabled", "yes", "--cluster-config-file", conf.to_str().unwrap(), "--cluster-node-timeout", "2000", "--dir", dir.to_str().unwrap()],
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                conf.to_str().unwrap(),
+                "--cluster-node-timeout",
+                "2000",
+                "--dir",
+                dir.to_str().unwrap(),
+            ],
         ));
     }
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -55,7 +73,11 @@ fn start_cluster() -> Cluster {
         .args(["--cluster-replicas", "0", "--cluster-yes"])
         .output()
         .expect("redis-cli is installed (redis-tools)");
-    assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "cluster create failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let start = Instant::now();
     loop {
         let ok = ports.iter().all(|p| {
@@ -68,18 +90,34 @@ fn start_cluster() -> Cluster {
         if ok {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "cluster did not become ok");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "cluster did not become ok"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Cluster { _nodes: nodes, dir, first: ports[0] }
+    Cluster {
+        _nodes: nodes,
+        dir,
+        first: ports[0],
+    }
 }
 
 #[tokio::test]
 async fn the_engine_runs_on_a_three_master_cluster() {
     let cluster = start_cluster();
-    let settings = RedisSettings { url: format!("redis://127.0.0.1:{}", cluster.first), cluster: true };
-    let conn = RedisConnection::connect(&settings).await.expect("cluster connection");
-    let sessions = SessionSettings { ttl: Duration::from_secs(75), heartbeat_interval: Duration::from_secs(30), partitions: 16 };
+    let settings = RedisSettings {
+        url: format!("redis://127.0.0.1:{}", cluster.first),
+        cluster: true,
+    };
+    let conn = RedisConnection::connect(&settings)
+        .await
+        .expect("cluster connection");
+    let sessions = SessionSettings {
+        ttl: Duration::from_secs(75),
+        heartbeat_interval: Duration::from_secs(30),
+        partitions: 16,
+    };
     let store = SessionStore::new(conn, &sessions);
     let partitioner = store.partitioner();
     let t = 1_763_900_000_000;
@@ -88,38 +126,95 @@ async fn the_engine_runs_on_a_three_master_cluster() {
     let facilities: Vec<String> = (0..40).map(|i| format!("f{i}")).collect();
     let mut by_p = std::collections::BTreeMap::<_, Vec<_>>::new();
     for (i, f) in facilities.iter().enumerate() {
-        by_p.entry(partitioner.partition_of(&FacilityId::parse(f).unwrap())).or_default().push(heartbeat(&format!("s{i}"), "u", f, "r1", t, false));
+        by_p.entry(partitioner.partition_of(&FacilityId::parse(f).unwrap()))
+            .or_default()
+            .push(heartbeat(&format!("s{i}"), "u", f, "r1", t, false));
     }
     assert_eq!(by_p.len(), 16, "every partition used");
     let mut flips = 0;
     for (p, hbs) in &by_p {
-        flips += store.apply(*p, t, hbs).await.expect("apply on the cluster").flips.len();
+        flips += store
+            .apply(*p, t, hbs)
+            .await
+            .expect("apply on the cluster")
+            .flips
+            .len();
     }
     assert_eq!(flips, 40);
     for (i, f) in facilities.iter().enumerate().take(10) {
         let p = partitioner.partition_of(&FacilityId::parse(f).unwrap());
-        store.apply(p, t + 1000, &[heartbeat(&format!("s{i}"), "u", f, "r1", t + 1000, true)]).await.unwrap();
+        store
+            .apply(
+                p,
+                t + 1000,
+                &[heartbeat(&format!("s{i}"), "u", f, "r1", t + 1000, true)],
+            )
+            .await
+            .unwrap();
     }
     // the rest expire
     let mut expired = 0;
     for p in partitioner.all() {
-        expired += store.sweep(p, t + 80_000, 100).await.expect("sweep on the cluster").claimed.len();
+        expired += store
+            .sweep(p, t + 80_000, 100)
+            .await
+            .expect("sweep on the cluster")
+            .claimed
+            .len();
     }
     assert_eq!(expired, 30);
-    let snapshot = store.snapshot(&RegionId::parse("r1").unwrap()).await.expect("snapshot across the cluster");
+    let snapshot = store
+        .snapshot(&RegionId::parse("r1").unwrap())
+        .await
+        .expect("snapshot across the cluster");
     assert_eq!(snapshot.len(), 40);
-    assert!(snapshot.iter().all(|f| f.status == Status::Offline && f.version == 2));
+    assert!(
+        snapshot
+            .iter()
+            .all(|f| f.status == Status::Offline && f.version == 2)
+    );
 
     // the rollup's reads and writes, and acknowledging publication
     let mut journal = 0;
     for p in partitioner.all() {
-        let c = store.collect(p, 1000, 1000, t + 100_000).await.expect("collect on the cluster");
+        let c = store
+            .collect(p, 1000, 1000, t + 100_000)
+            .await
+            .expect("collect on the cluster");
         journal += c.journal_len;
-        let persisted: Vec<_> = c.dirty.iter().map(|s| (s.status.facility_id.clone(), s.rev)).collect();
-        store.commit(p, c.journal_len, &persisted, t + 200_000, 1000).await.expect("commit on the cluster");
-        let published: Vec<_> = c.stale_unpublished.iter().map(|s| (s.status.facility_id.clone(), s.status.version)).collect();
-        store.ack_published(p, &published).await.expect("ack on the cluster");
+        let persisted: Vec<_> = c
+            .dirty
+            .iter()
+            .map(|s| (s.status.facility_id.clone(), s.rev))
+            .collect();
+        store
+            .commit(p, c.journal_len, &persisted, t + 200_000, 1000)
+            .await
+            .expect("commit on the cluster");
+        let published: Vec<_> = c
+            .stale_unpublished
+            .iter()
+            .map(|s| (s.status.facility_id.clone(), s.status.version))
+            .collect();
+        store
+            .ack_published(p, &published)
+            .await
+            .expect("ack on the cluster");
     }
-    assert_eq!(journal, 40 * 3, "online flip, segment and offline flip per facility");
-    assert!(store.session(&FacilityId::parse("f0").unwrap(), &presence::ids::SessionId::parse("s0").unwrap()).await.unwrap().is_none(), "old offline sessions dropped");
+    assert_eq!(
+        journal,
+        40 * 3,
+        "online flip, segment and offline flip per facility"
+    );
+    assert!(
+        store
+            .session(
+                &FacilityId::parse("f0").unwrap(),
+                &presence::ids::SessionId::parse("s0").unwrap()
+            )
+            .await
+            .unwrap()
+            .is_none(),
+        "old offline sessions dropped"
+    );
 }
