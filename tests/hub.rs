@@ -56,6 +56,11 @@ struct Stack {
 }
 
 async fn stack(config: WebSocketApiConfig) -> Stack {
+    stack_limited(config, 20, 10.0).await
+}
+
+/// A stack whose hub allows `burst` frames per connection, refilled at `per_second`.
+async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) -> Stack {
     let sdk = sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -92,6 +97,7 @@ async fn stack(config: WebSocketApiConfig) -> Stack {
     )
     .await
     .unwrap();
+    let hub = hub.with_rate_limit(burst, per_second);
     routes.hub.set(hub.clone()).unwrap();
 
     // Lambda's event source mappings: heartbeat queue → consumer, push queue → ws-push.
@@ -537,7 +543,7 @@ async fn bad_frames_get_an_error_and_the_connection_stays_usable() {
 /// reply, the connection stays usable, and no membership is created.
 #[tokio::test]
 async fn generated_bad_frames_each_get_an_error_and_change_nothing() {
-    let s = stack(WebSocketApiConfig::default()).await;
+    let s = stack_limited(WebSocketApiConfig::default(), 10_000, 10_000.0).await;
     let mut a = connect(&s, "ann", "icu", "north", None).await;
     let mut seed: u64 = 0x5EED_1234_ABCD_0001;
     let mut next = move |n: u64| {
@@ -598,4 +604,27 @@ async fn next_reply(ws: &mut Ws) -> Value {
     next(ws, Duration::from_secs(5))
         .await
         .expect("a reply within 5 s")
+}
+
+#[tokio::test]
+async fn a_flooding_connection_is_rate_limited_and_recovers() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut a = connect(&s, "ann", "icu", "north", None).await;
+    for i in 0..40 {
+        send(&mut a, json!({"action":"ping","ref":i})).await;
+    }
+    let replies = quiet(&mut a, Duration::from_millis(800)).await;
+    let pongs = replies.iter().filter(|m| m["type"] == "pong").count();
+    let limited = replies
+        .iter()
+        .filter(|m| m["type"] == "error" && m["code"] == "rate_limited")
+        .count();
+    assert_eq!(pongs + limited, 40, "{replies:?}");
+    assert!(
+        limited >= 10 && pongs >= 20,
+        "pongs {pongs}, limited {limited}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(&mut a, json!({"action":"ping","ref":"later"})).await;
+    assert_eq!(expect(&mut a, "pong").await["ref"], "later");
 }

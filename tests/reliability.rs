@@ -344,3 +344,58 @@ async fn forged_unsigned_and_expired_tokens_are_refused_everywhere() {
     }
     assert!(queue.drain().is_empty());
 }
+
+#[tokio::test]
+async fn a_flooding_session_gets_429_with_retry_after() {
+    let queue = Arc::new(MemoryQueue::new());
+    let ingest = Ingest::new(Authenticator::hs256(SECRET), queue.clone(), 30);
+    let token =
+        DevTokenSigner::new(SECRET).sign(&identity("ann", "f1"), presence::now_ms() / 1000 + 600);
+    let beat = |sid: &str| {
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("https://api.example/v1/heartbeats")
+            .header("authorization", format!("Bearer {token}"))
+            .body(lambda_http::Body::from(format!(
+                r#"{{"session_id":"{sid}"}}"#
+            )))
+            .unwrap()
+    };
+    let t = presence::now_ms();
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        statuses.push(
+            heartbeat_ingest::handle(&ingest, beat("tab-1"), t)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        10,
+        "{statuses:?}"
+    );
+    let limited = heartbeat_ingest::handle(&ingest, beat("tab-1"), t).await;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    assert_eq!(
+        queue.drain().len(),
+        10,
+        "refused heartbeats are not enqueued"
+    );
+    assert_eq!(
+        heartbeat_ingest::handle(&ingest, beat("tab-2"), t)
+            .await
+            .status(),
+        202,
+        "another session is not limited"
+    );
+    assert_eq!(
+        heartbeat_ingest::handle(&ingest, beat("tab-1"), t + 2_000)
+            .await
+            .status(),
+        202,
+        "it refills"
+    );
+}

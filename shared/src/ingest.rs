@@ -7,6 +7,7 @@
 use crate::auth::{AuthError, Authenticator, Identity};
 use crate::protocol::{BodyError, ErrorBody, HeartbeatBody, QUEUE_MESSAGE_VERSION, QueueMessage};
 use crate::queue::{HeartbeatQueue, QueueError};
+use crate::ratelimit::RateLimiter;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -28,6 +29,8 @@ pub enum IngestError {
     BadBody(#[from] BodyError),
     #[error("the queue is unavailable; retry shortly")]
     Unavailable(#[source] QueueError),
+    #[error("too many heartbeats for this session; slow down")]
+    RateLimited,
 }
 
 impl IngestError {
@@ -38,6 +41,7 @@ impl IngestError {
             Self::BadBody(BodyError::TooLarge(_)) => 413,
             Self::BadBody(_) => 400,
             Self::Unavailable(_) => 503,
+            Self::RateLimited => 429,
         }
     }
 
@@ -47,12 +51,17 @@ impl IngestError {
             Self::BadBody(BodyError::TooLarge(_)) => "body_too_large",
             Self::BadBody(_) => "bad_request",
             Self::Unavailable(_) => "unavailable",
+            Self::RateLimited => "rate_limited",
         }
     }
 
     /// Seconds a client should wait before retrying, where that applies.
     pub fn retry_after_s(&self) -> Option<u32> {
-        matches!(self, Self::Unavailable(_)).then_some(5)
+        match self {
+            Self::Unavailable(_) => Some(5),
+            Self::RateLimited => Some(1),
+            _ => None,
+        }
     }
 
     /// The JSON error body; no internal detail (queue errors stay in the logs).
@@ -81,6 +90,9 @@ pub struct Ingest {
     auth: Authenticator,
     queue: Arc<dyn HeartbeatQueue>,
     interval_s: u64,
+    /// Per session (user, facility, session id): a client sends one heartbeat per interval,
+    /// so a burst of 10 refilled at one a second only stops floods.
+    limiter: Arc<RateLimiter>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -98,7 +110,14 @@ impl Ingest {
             auth,
             queue,
             interval_s,
+            limiter: Arc::new(RateLimiter::new(10, 1.0)),
         }
+    }
+
+    /// Replaces the per-session limit (`burst` heartbeats, refilled at `per_second`).
+    pub fn with_rate_limit(mut self, burst: u32, per_second: f64) -> Self {
+        self.limiter = Arc::new(RateLimiter::new(burst, per_second));
+        self
     }
 
     pub fn identify(&self, credentials: Credentials<'_>) -> Result<Identity, AuthError> {
@@ -127,6 +146,13 @@ impl Ingest {
         body: HeartbeatBody,
         now_ms: i64,
     ) -> Result<Accepted, IngestError> {
+        let key = format!(
+            "{}/{}/{}",
+            identity.user, identity.facility, body.session_id
+        );
+        if !self.limiter.allow(&key, now_ms) {
+            return Err(IngestError::RateLimited);
+        }
         let message = QueueMessage {
             v: QUEUE_MESSAGE_VERSION,
             session_id: body.session_id,

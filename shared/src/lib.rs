@@ -29,6 +29,7 @@ pub mod ids;
 pub mod ingest;
 pub mod protocol;
 pub mod queue;
+pub mod ratelimit;
 pub mod rollup;
 pub mod sessions;
 pub mod telemetry;

@@ -107,6 +107,8 @@ pub struct Hub {
     publisher: Arc<dyn PushPublisher>,
     ingest: Ingest,
     settings: HubSettings,
+    /// Per connection: a burst of 20 frames refilled at 10 a second (per function instance).
+    limiter: Arc<crate::ratelimit::RateLimiter>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -148,7 +150,14 @@ impl Hub {
             publisher,
             ingest,
             settings,
+            limiter: Arc::new(crate::ratelimit::RateLimiter::new(20, 10.0)),
         }
+    }
+
+    /// Replaces the per-connection frame limit (`burst` frames, refilled at `per_second`).
+    pub fn with_rate_limit(mut self, burst: u32, per_second: f64) -> Self {
+        self.limiter = Arc::new(crate::ratelimit::RateLimiter::new(burst, per_second));
+        self
     }
 
     pub fn registry(&self) -> &Arc<dyn ConnectionRegistry> {
@@ -271,6 +280,16 @@ impl Hub {
             }
             Err(e) => return Err(HubError::Unavailable(e.to_string())),
         };
+        if !self.limiter.allow(connection_id, now_ms) {
+            let reply = ServerMessage::error(
+                "rate_limited",
+                "too many frames on this connection; slow down",
+                None,
+                None,
+            );
+            self.reply(connection_id, &reply, now_ms).await;
+            return Ok(());
+        }
         let (action, reference) = match messages::parse_frame(body) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -328,7 +347,10 @@ impl Hub {
                     .ingest
                     .enqueue(&identity, HeartbeatBody { session_id, state }, now_ms)
                     .await
-                    .map_err(|e| unavailable(&e))?;
+                    .map_err(|e| match e {
+                        crate::ingest::IngestError::RateLimited => ("rate_limited", e.to_string()),
+                        other => unavailable(&other),
+                    })?;
                 self.reply(
                     &c.id,
                     &ServerMessage::HeartbeatAck {
