@@ -117,6 +117,7 @@ async fn the_engine_runs_on_a_three_master_cluster() {
         ttl: Duration::from_secs(75),
         heartbeat_interval: Duration::from_secs(30),
         partitions: 16,
+        loss_hold: Duration::ZERO,
     };
     let store = SessionStore::new(conn, &sessions);
     let partitioner = store.partitioner();
@@ -178,7 +179,7 @@ async fn the_engine_runs_on_a_three_master_cluster() {
     let mut journal = 0;
     for p in partitioner.all() {
         let c = store
-            .collect(p, 1000, 1000, t + 100_000)
+            .collect(p, 1000, 1000, t + 100_000, i64::MAX)
             .await
             .expect("collect on the cluster");
         journal += c.journal_len;

@@ -154,7 +154,7 @@ async fn ended_session_goes_offline_and_restarts_a_new_segment() {
     assert_eq!((s.started_ms, s.offline_ms), (T0 + 20_000, None));
 
     let p = store.partitioner().partition_of(&fac("f1"));
-    let c = store.collect(p, 100, 100, 0).await.unwrap();
+    let c = store.collect(p, 100, 100, 0, i64::MAX).await.unwrap();
     let segments: Vec<_> = c
         .journal
         .iter()
@@ -443,7 +443,10 @@ async fn rollup_collect_and_commit_forget_only_what_was_persisted() {
     )
     .await;
 
-    let c = store.collect(p, 100, 100, T0 + 10_000).await.unwrap();
+    let c = store
+        .collect(p, 100, 100, T0 + 10_000, i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(c.journal_len, 3, "online flip, segment, offline flip");
     assert_eq!(c.dirty.len(), 1);
     assert_eq!(
@@ -473,7 +476,7 @@ async fn rollup_collect_and_commit_forget_only_what_was_persisted() {
             .unwrap()
             .is_none()
     );
-    let c2 = store.collect(p, 100, 100, 0).await.unwrap();
+    let c2 = store.collect(p, 100, 100, 0, i64::MAX).await.unwrap();
     assert_eq!(c2.journal_len, 1, "only the new online flip remains");
     assert_eq!(c2.dirty.len(), 1);
 
@@ -484,7 +487,7 @@ async fn rollup_collect_and_commit_forget_only_what_was_persisted() {
     assert_eq!(n, 1);
     assert!(
         store
-            .collect(p, 100, 100, T0 + 10_000)
+            .collect(p, 100, 100, T0 + 10_000, i64::MAX)
             .await
             .unwrap()
             .stale_unpublished

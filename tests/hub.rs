@@ -79,6 +79,7 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
         ttl: Duration::from_secs(75),
         heartbeat_interval: Duration::from_secs(30),
         partitions: 4,
+        loss_hold: Duration::ZERO,
     };
     let hub = build_with(
         HubConfig {

@@ -192,7 +192,12 @@ async fn the_queue_and_table_endpoint_down_gives_503_and_errors_then_recovers() 
         .partitioner()
         .partition_of(&FacilityId::parse("f1").unwrap());
     assert!(
-        store.collect(p, 10, 10, 0).await.unwrap().journal_len > 0,
+        store
+            .collect(p, 10, 10, 0, i64::MAX)
+            .await
+            .unwrap()
+            .journal_len
+            > 0,
         "nothing persisted is forgotten"
     );
 
@@ -212,7 +217,11 @@ async fn the_queue_and_table_endpoint_down_gives_503_and_errors_then_recovers() 
     let report = rollup.run(t + 20).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(
-        store.collect(p, 10, 10, 0).await.unwrap().journal_len,
+        store
+            .collect(p, 10, 10, 0, i64::MAX)
+            .await
+            .unwrap()
+            .journal_len,
         0,
         "the backlog is persisted"
     );

@@ -244,7 +244,7 @@ async fn consumer_applies_good_records_fails_bad_ones_and_publishes_flips() {
             .partition_of(&FacilityId::parse(f).unwrap());
         assert!(
             store
-                .collect(p, 10, 10, i64::MAX)
+                .collect(p, 10, 10, i64::MAX, i64::MAX)
                 .await
                 .unwrap()
                 .stale_unpublished
@@ -547,6 +547,6 @@ async fn rollup_keeps_the_journal_when_dynamodb_fails() {
     let p = store
         .partitioner()
         .partition_of(&FacilityId::parse("f1").unwrap());
-    let c = store.collect(p, 10, 10, 0).await.unwrap();
+    let c = store.collect(p, 10, 10, 0, i64::MAX).await.unwrap();
     assert_eq!((c.journal_len, c.dirty.len()), (1, 1), "nothing forgotten");
 }

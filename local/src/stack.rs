@@ -222,7 +222,11 @@ async fn start_redis() -> Result<(tokio::process::Child, String), StackError> {
 impl LocalStack {
     /// Starts everything; returns once every port listens.
     pub async fn start(env: &Env, options: StackOptions) -> Result<Self, StackError> {
-        let sessions = SessionSettings::from_env(env)?;
+        let mut sessions = SessionSettings::from_env(env)?;
+        if env.get("REDIS_URL").is_none() && env.get("LOSS_HOLD_SECONDS").is_none() {
+            // A private redis-server is always new: nothing was lost, nothing to hold.
+            sessions.loss_hold = Duration::ZERO;
+        }
         let timings = Timings {
             expiry_period: env.seconds_or("EXPIRY_SCHEDULE_SECONDS", 60, 1..=3600)?,
             sweep_window: env.seconds_or("SWEEP_WINDOW_SECONDS", 55, 0..=840)?,

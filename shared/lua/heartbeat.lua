@@ -4,7 +4,8 @@ KEYS[1]   P:deadlines (routing only; see lib.lua)
 ARGV[1]   P, the partition prefix presence:{pN}
 ARGV[2]   now, ms since the epoch (the caller's clock: time is an argument)
 ARGV[3]   session TTL, ms
-ARGV[4..] heartbeats, 6 fields each, in order of receive time:
+ARGV[4]   how long offline flips are held after a data loss, ms (see lib.lua)
+ARGV[5..] heartbeats, 6 fields each, in order of receive time:
           session_id, user_id, facility_id, region, at_ms, state ("active" | "ended")
 
 SQS delivers at least once and out of order, so every heartbeat is judged against what is
@@ -19,8 +20,10 @@ and flips is a list of { facility, region, status, since_ms, version, online_ses
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local out = {}
+ensure_epoch(now, tonumber(ARGV[4]))
+release_held(now)
 
-for i = 4, #ARGV, 6 do
+for i = 5, #ARGV, 6 do
   local sess, user, fac, region = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local at, state = tonumber(ARGV[i + 4]), ARGV[i + 5]
   local member = fac .. '/' .. sess

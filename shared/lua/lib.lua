@@ -15,6 +15,10 @@ Keys under the prefix P:
   P:journal            LIST  JSON flips and finished segments not yet persisted (rollup drains it)
   P:dirty              ZSET  facility -> rev, facilities whose status or count is not yet persisted
   P:unpublished        ZSET  facility -> flip time ms, flips not yet pushed to clients
+  P:epoch              STRING when this partition's data began (ms); missing = new or lost data
+  P:hold_until         STRING offline flips are held until this time (ms) after a loss
+  P:held               SET   facilities whose offline flip is held
+  P:reconciled         STRING set once the rollup reconciled this epoch with DynamoDB
 ]]
 local P = ARGV[1]
 local function key(s) return P .. ':' .. s end
@@ -39,6 +43,38 @@ local function flip(fac, region, status, since, now)
     since_ms = since, version = version, online_sessions = n }))
   redis.call('ZADD', key('unpublished'), now, fac)
   flips[#flips + 1] = { fac, region, status, since, version, n }
+end
+
+-- A partition without an epoch is new or lost its data (restart without persistence,
+-- failover, FLUSHALL): sessions will come back with their next heartbeats, so offline flips
+-- are held for `hold_ms` rather than shown for facilities that are in fact still online.
+local function ensure_epoch(now, hold_ms)
+  if redis.call('EXISTS', key('epoch')) == 0 then
+    redis.call('SET', key('epoch'), now)
+    if hold_ms > 0 then
+      redis.call('SET', key('hold_until'), now + hold_ms)
+    end
+  end
+end
+
+local function holding(now)
+  return now < tonumber(redis.call('GET', key('hold_until')) or '0')
+end
+
+-- After the hold, the held facilities that still have no live session flip offline, as of
+-- the end of the hold.
+local function release_held(now)
+  if redis.call('SCARD', key('held')) == 0 or holding(now) then
+    return
+  end
+  local since = tonumber(redis.call('GET', key('hold_until')) or now)
+  for _, fac in ipairs(redis.call('SMEMBERS', key('held'))) do
+    local fk = key('f:' .. fac)
+    if redis.call('SCARD', key('live:' .. fac)) == 0 and redis.call('HGET', fk, 'status') == 'online' then
+      flip(fac, redis.call('HGET', fk, 'region'), 'offline', since, now)
+    end
+  end
+  redis.call('DEL', key('held'))
 end
 
 -- Start an online segment for a session (new, or back after being offline).
@@ -72,7 +108,11 @@ local function go_offline(member, sess, fac, region, at, reason, now)
     mark_dirty(fac)
     if redis.call('SCARD', key('live:' .. fac)) == 0
       and redis.call('HGET', key('f:' .. fac), 'status') == 'online' then
-      flip(fac, region, 'offline', at, now)
+      if holding(now) then
+        redis.call('SADD', key('held'), fac)
+      else
+        flip(fac, region, 'offline', at, now)
+      end
     end
   end
 end

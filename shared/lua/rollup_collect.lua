@@ -9,8 +9,12 @@ ARGV[4]  flips recorded before this time (ms) and still unpublished are returned
 Reads only; rollup_commit.lua removes what was persisted. Its cost follows the number of
 changes since the last rollup, never the number of sessions.
 
-Returns { journal, dirty, stale } where journal is a list of JSON strings, and dirty and stale
-are lists of { facility, region, status, since_ms, version, online_sessions, rev }.
+ARGV[5]  now, ms
+
+Returns { journal, dirty, stale, reconcile } where journal is a list of JSON strings, dirty and
+stale are lists of { facility, region, status, since_ms, version, online_sessions, rev }, and
+reconcile is 1 when this partition's epoch is past its hold and not yet reconciled with
+DynamoDB (facilities persisted as online that Redis no longer knows must flip offline).
 ]]
 local function state(fac)
   local h = redis.call('HMGET', key('f:' .. fac), 'region', 'status', 'since', 'version', 'rev')
@@ -27,4 +31,9 @@ for _, fac in ipairs(redis.call('ZRANGEBYSCORE', key('unpublished'), '-inf', '('
   'LIMIT', 0, 1000)) do
   stale[#stale + 1] = state(fac)
 end
-return { journal, dirty, stale }
+local reconcile = 0
+if redis.call('EXISTS', key('epoch')) == 1 and redis.call('EXISTS', key('reconciled')) == 0
+  and tonumber(ARGV[5]) >= tonumber(redis.call('GET', key('hold_until')) or '0') then
+  reconcile = 1
+end
+return { journal, dirty, stale, reconcile }

@@ -4,6 +4,7 @@ KEYS[1]  P:deadlines (routing only; see lib.lua)
 ARGV[1]  P, the partition prefix presence:{pN}
 ARGV[2]  now, ms since the epoch
 ARGV[3]  the most sessions to claim in this call
+ARGV[4]  how long offline flips are held after a data loss, ms (see lib.lua)
 
 A claimed session goes offline at its deadline (not at `now`: the sweeper may be late, the
 session was not). Claiming is atomic, so several sweepers at once never claim a session twice.
@@ -14,6 +15,8 @@ deadline still pending (-1 when none).
 ]]
 local now = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
+ensure_epoch(now, tonumber(ARGV[4]))
+release_held(now)
 local due = redis.call('ZRANGEBYSCORE', key('deadlines'), '-inf', '(' .. now,
   'WITHSCORES', 'LIMIT', 0, limit)
 local claimed = {}

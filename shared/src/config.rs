@@ -16,6 +16,9 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is malformed: {reason}")]
     Malformed { name: &'static str, reason: String },
+    /// What the variable points at (e.g. a Secrets Manager secret) could not be read.
+    #[error("environment variable {name}: {reason}")]
+    Unavailable { name: &'static str, reason: String },
 }
 
 /// Where variables come from: the process environment, or a fixed map.
@@ -42,6 +45,17 @@ impl Env {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
         }
+    }
+
+    /// Sets `name` to `value` (a value resolved at cold start, e.g. a secret fetched by
+    /// `JWT_SECRET_ARN`).
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.vars.insert(name.into(), value.into());
+    }
+
+    /// Removes `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.vars.remove(name);
     }
 
     /// The value of `name`, treating an empty value as unset.
@@ -119,6 +133,12 @@ pub struct SessionSettings {
     /// `PARTITIONS` (default 16, 1..=1024): how many Redis partitions facilities are spread
     /// over. Changing it on a live system moves facilities between partitions: drain first.
     pub partitions: u16,
+    /// `LOSS_HOLD_SECONDS` (default: the TTL): after Redis lost its data (a restart without
+    /// persistence, a failover, `FLUSHALL`), offline flips are held this long, while sessions
+    /// come back with their next heartbeats, so facilities do not all flap offline. A new
+    /// Redis looks the same as a wiped one, so the hold also applies right after a first
+    /// start, when it costs nothing. 0 disables it.
+    pub loss_hold: Duration,
 }
 
 impl SessionSettings {
@@ -142,10 +162,12 @@ impl SessionSettings {
                 reason: format!("{partitions} is outside 1..=1024"),
             });
         }
+        let loss_hold = env.seconds_or("LOSS_HOLD_SECONDS", ttl.as_secs(), 0..=86_400)?;
         Ok(Self {
             ttl,
             heartbeat_interval,
             partitions,
+            loss_hold,
         })
     }
 }
@@ -156,6 +178,7 @@ impl Default for SessionSettings {
             ttl: Duration::from_secs(75),
             heartbeat_interval: Duration::from_secs(30),
             partitions: 16,
+            loss_hold: Duration::from_secs(75),
         }
     }
 }

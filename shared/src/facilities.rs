@@ -64,6 +64,8 @@ pub trait FacilityStore: Send + Sync {
         facility: &FacilityId,
         at_ms: i64,
     ) -> Result<Vec<Segment>, FacilityError>;
+    /// Every facility stored as online. A full scan: only after Redis lost its data.
+    async fn online_facilities(&self) -> Result<Vec<FacilityStatus>, FacilityError>;
 }
 
 /// The DynamoDB adapter.
@@ -257,6 +259,29 @@ impl DynamoFacilityStore {
 
 #[async_trait]
 impl FacilityStore for DynamoFacilityStore {
+    async fn online_facilities(&self) -> Result<Vec<FacilityStatus>, FacilityError> {
+        let items: Vec<_> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :s AND #st = :on")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":s", s("STATUS"))
+            .expression_attribute_values(":on", s("online"))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Vec<_>>()
+            .await;
+        items
+            .into_iter()
+            .map(|item| {
+                item.map_err(|e| FacilityError(describe(&e)))
+                    .and_then(|i| Self::status_from(&i))
+            })
+            .collect()
+    }
+
     async fn put_status(&self, state: &FacilityState, now_ms: i64) -> Result<bool, FacilityError> {
         let f = &state.status;
         let result = self
@@ -519,6 +544,16 @@ impl MemoryFacilityStore {
 
 #[async_trait]
 impl FacilityStore for MemoryFacilityStore {
+    async fn online_facilities(&self) -> Result<Vec<FacilityStatus>, FacilityError> {
+        Ok(self.with(|m| {
+            m.status
+                .values()
+                .filter(|(s, _)| s.status == Status::Online)
+                .map(|(s, _)| s.clone())
+                .collect()
+        }))
+    }
+
     async fn put_status(&self, state: &FacilityState, _now_ms: i64) -> Result<bool, FacilityError> {
         Ok(self.with(|m| {
             let newer = match m.status.get(&state.status.facility_id) {

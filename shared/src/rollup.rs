@@ -10,8 +10,9 @@
 use crate::facilities::FacilityStore;
 use crate::flips::publish_flips;
 use crate::ids::FacilityId;
+use crate::protocol::FacilityStatus;
 use crate::queue::PushPublisher;
-use crate::sessions::{Partition, SessionStore, StoreError};
+use crate::sessions::{FacilityState, Partition, SessionStore, StoreError};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,8 @@ pub struct RollupReport {
     pub republished: usize,
     pub sessions_dropped: u64,
     pub errors: Vec<RollupError>,
+    /// Partitions whose data is new or was lost and that still need reconciling.
+    pub needs_reconcile: Vec<Partition>,
 }
 
 /// The rollup service.
@@ -112,8 +115,78 @@ impl Rollup {
             total.republished += r.republished;
             total.sessions_dropped += r.sessions_dropped;
             total.errors.extend(r.errors);
+            total.needs_reconcile.extend(r.needs_reconcile);
+        }
+        if !total.needs_reconcile.is_empty() {
+            let partitions = std::mem::take(&mut total.needs_reconcile);
+            self.reconcile(&partitions, now_ms, &mut total).await;
         }
         total
+    }
+
+    /// The facilities whose stored status is ahead of Redis's (a newer version, or the same
+    /// version with another status), with the stored version.
+    async fn versions_behind(
+        &self,
+        refused: &[FacilityStatus],
+    ) -> Result<Vec<(FacilityId, u64)>, String> {
+        let mut floors = Vec::new();
+        for f in refused {
+            if let Some(stored) = self
+                .facilities
+                .status(&f.facility_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                if stored.version > f.version
+                    || (stored.version == f.version && stored.status != f.status)
+                {
+                    floors.push((f.facility_id.clone(), stored.version));
+                }
+            }
+        }
+        Ok(floors)
+    }
+
+    /// After a data loss (or a first start), once the hold is over: facilities DynamoDB holds
+    /// as online that Redis no longer knows flip offline. One scan of the table, only then.
+    async fn reconcile(&self, partitions: &[Partition], now_ms: i64, report: &mut RollupReport) {
+        let online = match self.facilities.online_facilities().await {
+            Ok(list) => list,
+            Err(e) => {
+                report.errors.push(RollupError::Persist {
+                    partition: partitions[0].0,
+                    message: e.to_string(),
+                });
+                return;
+            }
+        };
+        let partitioner = self.store.partitioner();
+        for p in partitions {
+            let mine: Vec<FacilityStatus> = online
+                .iter()
+                .filter(|f| partitioner.partition_of(&f.facility_id) == *p)
+                .cloned()
+                .collect();
+            match self.store.reconcile(*p, now_ms, &mine).await {
+                Ok(flips) => {
+                    if !flips.is_empty() {
+                        tracing::warn!(
+                            partition = p.0,
+                            facilities = flips.len(),
+                            "facilities lost with Redis's data flipped offline"
+                        );
+                    }
+                    let flips: Vec<_> = flips.into_iter().map(|f| (*p, f)).collect();
+                    report.republished +=
+                        publish_flips(&self.store, self.publisher.as_ref(), &flips).await;
+                }
+                Err(source) => report.errors.push(RollupError::Store {
+                    partition: p.0,
+                    source,
+                }),
+            }
+        }
     }
 
     async fn run_partition(&self, p: Partition, now_ms: i64) -> RollupReport {
@@ -132,6 +205,7 @@ impl Rollup {
                     self.settings.batch,
                     self.settings.batch,
                     republish_before,
+                    now_ms,
                 )
                 .await
             {
@@ -141,6 +215,9 @@ impl Rollup {
                     return report;
                 }
             };
+            if round == 0 && collected.needs_reconcile {
+                report.needs_reconcile.push(p);
+            }
 
             // History first: if it fails, the journal stays for the next run.
             let mut journal_len = collected.journal_len;
@@ -162,29 +239,60 @@ impl Rollup {
             }
 
             let facilities = &self.facilities;
-            let writes: Vec<(FacilityId, u64, Result<bool, String>)> =
+            let writes: Vec<(FacilityState, Result<bool, String>)> =
                 futures::stream::iter(collected.dirty.clone())
                     .map(|state| async move {
                         let r = facilities
                             .put_status(&state, now_ms)
                             .await
                             .map_err(|e| e.to_string());
-                        (state.status.facility_id.clone(), state.rev, r)
+                        (state, r)
                     })
                     .buffer_unordered(self.settings.write_concurrency)
                     .collect()
                     .await;
             let mut persisted = Vec::with_capacity(writes.len());
-            for (facility, rev, result) in writes {
+            let mut behind = Vec::new();
+            for (state, result) in writes {
                 match result {
                     Ok(written) => {
                         if written {
                             report.statuses_written += 1;
                         } else {
                             report.statuses_stale += 1;
+                            behind.push(state.status.clone());
                         }
-                        persisted.push((facility, rev));
+                        persisted.push((state.status.facility_id, state.rev));
                     }
+                    Err(message) => report.errors.push(RollupError::Persist {
+                        partition: p.0,
+                        message,
+                    }),
+                }
+            }
+
+            // A refused write usually means a concurrent rollup got there first. If what is
+            // stored is newer than Redis, though, Redis lost its data and restarted its
+            // versions: re-issue the current status above the stored version.
+            if !behind.is_empty() {
+                match self.versions_behind(&behind).await {
+                    Ok(floors) if !floors.is_empty() => {
+                        match self.store.reseed(p, now_ms, &floors).await {
+                            Ok(flips) => {
+                                tracing::warn!(
+                                    partition = p.0,
+                                    facilities = flips.len(),
+                                    "versions re-seeded above DynamoDB's"
+                                );
+                                let flips: Vec<_> = flips.into_iter().map(|f| (p, f)).collect();
+                                report.republished +=
+                                    publish_flips(&self.store, self.publisher.as_ref(), &flips)
+                                        .await;
+                            }
+                            Err(e) => report.errors.push(store_err(e)),
+                        }
+                    }
+                    Ok(_) => {}
                     Err(message) => report.errors.push(RollupError::Persist {
                         partition: p.0,
                         message,

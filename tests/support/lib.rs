@@ -215,6 +215,8 @@ pub async fn store(
         ttl: Duration::from_secs(ttl_s),
         heartbeat_interval: Duration::from_secs(ttl_s.saturating_sub(1).clamp(1, 30)),
         partitions,
+        // Tests of the engine's rules start from a fresh Redis; the data-loss test sets its own.
+        loss_hold: Duration::ZERO,
     };
     let conn = presence::sessions::RedisConnection::connect(&redis.settings())
         .await

@@ -35,6 +35,8 @@ static ACK_PUBLISHED: LazyLock<Script> = script!("ack_published.lua");
 static ROLLUP_COLLECT: LazyLock<Script> = script!("rollup_collect.lua");
 static ROLLUP_COMMIT: LazyLock<Script> = script!("rollup_commit.lua");
 static SNAPSHOT: LazyLock<Script> = script!("snapshot.lua");
+static RECONCILE: LazyLock<Script> = script!("reconcile.lua");
+static RESEED: LazyLock<Script> = script!("reseed.lua");
 
 /// A session-engine failure.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +154,9 @@ pub struct Collected {
     pub dirty: Vec<FacilityState>,
     /// Facilities whose last flip is still unpublished after the grace period.
     pub stale_unpublished: Vec<FacilityState>,
+    /// The partition's data is new or was lost, its hold is over, and it has not been
+    /// reconciled with what DynamoDB holds yet.
+    pub needs_reconcile: bool,
 }
 
 /// A session as stored (diagnostics and tests).
@@ -175,6 +180,8 @@ pub struct SessionStore {
     conn: RedisConnection,
     partitioner: Partitioner,
     ttl_ms: i64,
+    /// How long offline flips are held after a data loss (see `lib.lua`).
+    loss_hold_ms: i64,
 }
 
 impl SessionStore {
@@ -183,6 +190,7 @@ impl SessionStore {
             conn,
             partitioner: Partitioner::new(settings.partitions),
             ttl_ms: settings.ttl.as_millis() as i64,
+            loss_hold_ms: settings.loss_hold.as_millis() as i64,
         }
     }
 
@@ -215,7 +223,8 @@ impl SessionStore {
         inv.key(partition.deadlines_key())
             .arg(partition.prefix())
             .arg(now_ms)
-            .arg(self.ttl_ms);
+            .arg(self.ttl_ms)
+            .arg(self.loss_hold_ms);
         for &i in &order {
             let h = &heartbeats[i];
             inv.arg(h.session_id.as_str())
@@ -261,6 +270,7 @@ impl SessionStore {
             .arg(partition.prefix())
             .arg(now_ms)
             .arg(limit)
+            .arg(self.loss_hold_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let [claimed, flips, next] = take_array::<3>("sweep", reply)?;
@@ -304,6 +314,7 @@ impl SessionStore {
         journal_limit: usize,
         dirty_limit: usize,
         republish_before_ms: i64,
+        now_ms: i64,
     ) -> Result<Collected, StoreError> {
         let reply: Value = ROLLUP_COLLECT
             .key(partition.deadlines_key())
@@ -311,9 +322,10 @@ impl SessionStore {
             .arg(journal_limit)
             .arg(dirty_limit)
             .arg(republish_before_ms)
+            .arg(now_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let [journal, dirty, stale] = take_array::<3>("rollup_collect", reply)?;
+        let [journal, dirty, stale, reconcile] = take_array::<4>("rollup_collect", reply)?;
         let raw = as_array("rollup_collect", journal)?;
         let mut entries = Vec::with_capacity(raw.len());
         for v in &raw {
@@ -331,6 +343,7 @@ impl SessionStore {
             journal: entries,
             dirty: parse_states(dirty)?,
             stale_unpublished: parse_states(stale)?,
+            needs_reconcile: as_int("rollup_collect", &reconcile)? == 1,
         })
     }
 
@@ -383,6 +396,51 @@ impl SessionStore {
         }
         all.sort_by(|a, b| a.facility_id.cmp(&b.facility_id));
         Ok(all)
+    }
+
+    /// After a data loss: flips offline the facilities DynamoDB holds as online
+    /// (`persisted_online`: facility, region, version) that have no live session here, and
+    /// marks the partition reconciled. Returns the flips to publish.
+    pub async fn reconcile(
+        &self,
+        partition: Partition,
+        now_ms: i64,
+        persisted_online: &[FacilityStatus],
+    ) -> Result<Vec<FacilityStatus>, StoreError> {
+        let mut inv = RECONCILE.prepare_invoke();
+        inv.key(partition.deadlines_key())
+            .arg(partition.prefix())
+            .arg(now_ms);
+        for f in persisted_online {
+            inv.arg(f.facility_id.as_str())
+                .arg(f.region.as_str())
+                .arg(f.version);
+        }
+        let reply: Value = inv.invoke_async(&mut self.conn.clone()).await?;
+        parse_flips("reconcile", reply)
+    }
+
+    /// Re-issues the current status of facilities whose version is not above the persisted
+    /// one (`persisted`: facility, version), as a flip with a version above it. Returns the
+    /// flips to publish.
+    pub async fn reseed(
+        &self,
+        partition: Partition,
+        now_ms: i64,
+        persisted: &[(FacilityId, u64)],
+    ) -> Result<Vec<FacilityStatus>, StoreError> {
+        if persisted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = RESEED.prepare_invoke();
+        inv.key(partition.deadlines_key())
+            .arg(partition.prefix())
+            .arg(now_ms);
+        for (f, v) in persisted {
+            inv.arg(f.as_str()).arg(*v);
+        }
+        let reply: Value = inv.invoke_async(&mut self.conn.clone()).await?;
+        parse_flips("reseed", reply)
     }
 
     /// A session as stored, if any.
