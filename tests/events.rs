@@ -255,7 +255,8 @@ async fn websocket_events() {
             ["ping", "join", "send", "bad-frame"].contains(&name.as_str()),
             "no expectation for events/ws-message/{name}.json"
         );
-        let r = ws_message::handle(&hub, ws_event(&path), now).await;
+        // a minute later: the made-up connection is past its connecting grace
+        let r = ws_message::handle(&hub, ws_event(&path), now + 60_000).await;
         assert_eq!(r.status_code, 200, "{name}");
     }
     // The replies found the made-up connection gone (410) and removed it, as API Gateway would.

@@ -482,9 +482,16 @@ async fn vanished_and_stale_connections_are_cleaned_up() {
         facility: FacilityId::parse("icu").unwrap(),
         region: RegionId::parse("north").unwrap(),
         session_id: None,
-        connected_ms: presence::now_ms(),
+        connected_ms: presence::now_ms() - 60_000,
     };
     s.registry.register(&stale).await.unwrap();
+    // one still connecting: API Gateway answers 410 until its $connect finishes
+    let connecting = Connection {
+        id: "YoungConnId0=".into(),
+        connected_ms: presence::now_ms(),
+        ..stale.clone()
+    };
+    s.registry.register(&connecting).await.unwrap();
     let push = presence::protocol::PushMessage::Deliver(presence::protocol::Delivery {
         to: presence::protocol::Target::Group(presence::hub::Group::parse("region:north").unwrap()),
         data: json!({"type":"notice"}),
@@ -494,6 +501,10 @@ async fn vanished_and_stale_connections_are_cleaned_up() {
     assert_eq!(report.gone, ["StaleConnId0="]);
     assert_eq!(report.delivered, 1);
     assert!(s.registry.get("StaleConnId0=").await.unwrap().is_none());
+    assert!(
+        s.registry.get("YoungConnId0=").await.unwrap().is_some(),
+        "a connection still connecting is kept"
+    );
     assert_eq!(
         expect(&mut watcher, "notice").await,
         json!({"type":"notice"})

@@ -17,7 +17,7 @@ use crate::ids::{format_request_time, new_id, now_ms};
 pub(crate) const API_ID: &str = "local";
 
 /// What an event needs to know about its connection; fixed at `$connect`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConnectionInfo {
     pub(crate) id: String,
     pub(crate) connected_at_ms: i64,

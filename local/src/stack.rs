@@ -170,6 +170,13 @@ struct AppState {
     web_dir: PathBuf,
     interval: Duration,
     simulations: Mutex<HashMap<RegionId, (usize, tokio::task::JoinHandle<()>)>>,
+    stats: Stats,
+}
+
+/// What `/dev/stats` reports: queue depths and registered connections.
+struct Stats {
+    registry: Option<Arc<MemoryConnectionRegistry>>,
+    queues: Vec<(&'static str, Arc<LocalQueue>)>,
 }
 
 fn schedule_event(rule: &str) -> EventBridgeEvent {
@@ -271,13 +278,13 @@ impl LocalStack {
         let sdk =
             presence::aws::local_sdk_config(endpoint.as_deref().unwrap_or("http://127.0.0.1:1"))
                 .await;
+        let memory_registry = endpoint
+            .is_none()
+            .then(|| Arc::new(MemoryConnectionRegistry::new()));
         let (registry, facilities): (Arc<dyn ConnectionRegistry>, Arc<dyn FacilityStore>) =
-            match &endpoint {
-                None => (
-                    Arc::new(MemoryConnectionRegistry::new()),
-                    Arc::new(MemoryFacilityStore::new()),
-                ),
-                Some(_) => {
+            match &memory_registry {
+                Some(memory) => (memory.clone(), Arc::new(MemoryFacilityStore::new())),
+                None => {
                     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
                     let connections = env
                         .get("CONNECTIONS_TABLE")
@@ -399,12 +406,22 @@ impl LocalStack {
             web_dir: options.web_dir.clone(),
             interval: sessions.heartbeat_interval,
             simulations: Mutex::new(HashMap::new()),
+            stats: Stats {
+                registry: memory_registry,
+                queues: vec![
+                    ("heartbeats", heartbeats.clone()),
+                    ("heartbeats-dlq", heartbeat_dlq.clone()),
+                    ("push", push.clone()),
+                    ("push-dlq", push_dlq.clone()),
+                ],
+            },
         });
         let app = Router::new()
             .route("/v1/heartbeats", post(heartbeats_route))
             .route("/dev/config", get(config_route))
             .route("/dev/directory", get(directory_route))
             .route("/dev/token", get(token_route))
+            .route("/dev/stats", get(stats_route))
             .route(
                 "/dev/simulation",
                 get(simulation_status)
@@ -512,6 +529,28 @@ async fn config_route(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(serde_json::json!({
         "websocket_url": state.websocket_url, "heartbeat_url": "/v1/heartbeats",
         "heartbeat_interval_s": state.interval.as_secs(),
+    }))
+    .into_response()
+}
+
+async fn stats_route(State(state): State<Arc<AppState>>) -> Response {
+    let queues: serde_json::Map<String, serde_json::Value> = state
+        .stats
+        .queues
+        .iter()
+        .map(|(name, q)| {
+            (
+                (*name).to_owned(),
+                serde_json::json!({ "visible": q.visible(), "in_flight": q.in_flight() }),
+            )
+        })
+        .collect();
+    axum::Json(serde_json::json!({
+        "connections": state.stats.registry.as_ref().map(|r| r.connection_count()),
+        "connection_sample": state.stats.registry.as_ref().map(|r| {
+            r.sample(5).into_iter().map(|c| serde_json::json!({"id": c.id, "user": c.user, "connected_ms": c.connected_ms})).collect::<Vec<_>>()
+        }),
+        "queues": queues,
     }))
     .into_response()
 }

@@ -36,7 +36,31 @@ pub(crate) async fn handle(
         user_agent: user_agent(&headers),
     };
     let event = shared.events.connect(&info, &headers, uri.query());
-    let response = shared.invoke(Route::Connect, event).await;
+    // The integration runs in its own task: if the client goes away while it runs (and this
+    // handler's future is dropped), an accepted connection still gets its `$disconnect`, as
+    // the integration may already have registered it.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    {
+        let shared = shared.clone();
+        let info = info.clone();
+        tokio::spawn(async move {
+            let response = shared.invoke(Route::Connect, event).await;
+            let accepted = (200..300).contains(&response.status_code);
+            if tx.send(response).is_err() && accepted {
+                warn!(connection_id = %info.id, "client left during $connect");
+                shared
+                    .disconnect(
+                        &info,
+                        axum::extract::ws::close_code::ABNORMAL,
+                        "Connection closed abnormally",
+                    )
+                    .await;
+            }
+        });
+    }
+    let Ok(response) = rx.await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
     if !(200..300).contains(&response.status_code) {
         info!(
             connection_id = %info.id,

@@ -649,3 +649,62 @@ async fn unknown_paths_and_stageless_urls() {
     drop(ws);
     api.shutdown().await;
 }
+
+/// Clients that give up at any point of the handshake or right after it: every accepted
+/// `$connect` is matched by exactly one `$disconnect`.
+#[tokio::test]
+async fn every_accepted_connect_gets_a_disconnect_whenever_the_client_leaves() {
+    let (api, recorder) = start(WebSocketApiConfig::default()).await;
+    let url = format!("{}?token=t", api.websocket_url());
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let url = url.clone();
+        let task = tokio::spawn(async move {
+            if let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await {
+                tokio::time::sleep(Duration::from_millis(i % 7)).await;
+                drop(ws);
+            }
+        });
+        tasks.push((i, task));
+    }
+    for (i, task) in tasks {
+        if i % 3 == 0 {
+            tokio::time::sleep(Duration::from_micros(300 * (i % 5))).await;
+            task.abort();
+        } else {
+            let _ = task.await;
+        }
+    }
+    let accepted = |r: &Recorder| {
+        let events = r.snapshot();
+        let connects: std::collections::BTreeSet<String> = events
+            .iter()
+            .filter(|e| e.route == Route::Connect)
+            .map(|e| e.connection_id.clone())
+            .collect();
+        let disconnects: Vec<String> = events
+            .iter()
+            .filter(|e| e.route == Route::Disconnect)
+            .map(|e| e.connection_id.clone())
+            .collect();
+        (connects, disconnects)
+    };
+    for _ in 0..100 {
+        let (c, d) = accepted(&recorder);
+        if c.len() == d.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (connects, disconnects) = accepted(&recorder);
+    let unique: std::collections::BTreeSet<String> = disconnects.iter().cloned().collect();
+    assert_eq!(unique.len(), disconnects.len(), "one $disconnect each");
+    let missing: Vec<_> = connects.difference(&unique).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} connections never got $disconnect",
+        missing.len(),
+        connects.len()
+    );
+    assert!(api.connection_ids().is_empty());
+}

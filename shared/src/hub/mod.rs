@@ -40,6 +40,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A 410 from a connection younger than this means "not connected yet", not "gone".
+pub const CONNECTING_GRACE_MS: i64 = 10_000;
+
 /// Fan-out limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HubSettings {
@@ -657,6 +660,15 @@ impl Hub {
             match result {
                 Ok(()) => report.delivered += 1,
                 Err(PostError::Gone) => {
+                    // API Gateway also answers 410 for a connection whose `$connect` has not
+                    // finished yet: a young connection is skipped, not deleted.
+                    match self.registry.get(&id).await {
+                        Ok(Some(c)) if now_ms - c.connected_ms < CONNECTING_GRACE_MS => {
+                            tracing::debug!(connection = %id, "410 from a connection still connecting");
+                            continue;
+                        }
+                        _ => {}
+                    }
                     if let Err(e) = self.disconnect(&id, now_ms).await {
                         tracing::error!(connection = %id, error = %e, "gone connection not cleaned up");
                     }

@@ -420,6 +420,16 @@ impl MemoryConnectionRegistry {
     fn with<T>(&self, f: impl FnOnce(&mut MemoryRegistryState) -> T) -> T {
         f(&mut self.state.lock().expect("registry lock"))
     }
+
+    /// Registered connections (the local stack's `/dev/stats`).
+    pub fn connection_count(&self) -> usize {
+        self.with(|s| s.connections.len())
+    }
+
+    /// Up to `n` registered connections (the local stack's `/dev/stats`).
+    pub fn sample(&self, n: usize) -> Vec<Connection> {
+        self.with(|s| s.connections.values().take(n).cloned().collect())
+    }
 }
 
 #[async_trait]
