@@ -640,3 +640,60 @@ async fn a_flooding_connection_is_rate_limited_and_recovers() {
     send(&mut a, json!({"action":"ping","ref":"later"})).await;
     assert_eq!(expect(&mut a, "pong").await["ref"], "later");
 }
+
+/// Clients that leave at any point of the handshake or right after it leave no connection
+/// registered and no session online.
+#[tokio::test]
+async fn clients_leaving_at_any_moment_leave_nothing_behind() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut tasks = Vec::new();
+    for i in 0..120u64 {
+        let url = format!(
+            "{}?token={}&session_id=tab-{i}",
+            s.api.websocket_url(),
+            token(&format!("u{i}"), &format!("f{}", i % 7), "north")
+        );
+        tasks.push((
+            i,
+            tokio::spawn(async move {
+                if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await {
+                    if i % 2 == 0 {
+                        let _ = ws
+                            .send(Message::text(
+                                json!({"action":"heartbeat","session_id":format!("tab-{i}")})
+                                    .to_string(),
+                            ))
+                            .await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(i % 11)).await;
+                }
+            }),
+        ));
+    }
+    for (i, task) in tasks {
+        if i % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(i % 4)).await;
+            task.abort();
+        } else {
+            let _ = task.await;
+        }
+    }
+    let north = RegionId::parse("north").unwrap();
+    for _ in 0..100 {
+        if s.registry
+            .region_connections(&north)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = s.registry.region_connections(&north).await.unwrap();
+    assert!(
+        left.is_empty(),
+        "{} connections left registered: {left:?}",
+        left.len()
+    );
+}

@@ -85,6 +85,16 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Aborts the task when dropped: a client task aborted mid-run takes its reader (and with
+/// it the socket) down too.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     sent: AtomicU64,
@@ -137,7 +147,7 @@ async fn client(
         c.open.fetch_add(1, Ordering::Relaxed);
         let (mut tx, mut rx) = ws.split();
         let counters = c.clone();
-        let reader = tokio::spawn(async move {
+        let reader = AbortOnDrop(tokio::spawn(async move {
             while let Some(Ok(m)) = rx.next().await {
                 if let Message::Text(t) = m {
                     if t.contains("\"type\":\"heartbeat\"") {
@@ -149,7 +159,7 @@ async fn client(
                     }
                 }
             }
-        });
+        }));
         // stagger the first beat over the period
         tokio::time::sleep(period.mul_f64(roll())).await;
         let mut tick = tokio::time::interval(period);
@@ -158,7 +168,7 @@ async fn client(
             tokio::select! {
                 _ = stop.notified() => {
                     let _ = tx.send(Message::Close(None)).await;
-                    reader.abort();
+                    drop(reader);
                     c.open.fetch_sub(1, Ordering::Relaxed);
                     return;
                 }
@@ -179,7 +189,7 @@ async fn client(
         }
         // A vanishing client just drops its socket: no close frame.
         drop(tx);
-        reader.abort();
+        drop(reader);
         c.open.fetch_sub(1, Ordering::Relaxed);
         c.reconnects.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(200 + (roll() * 1000.0) as u64)).await;
