@@ -2,7 +2,6 @@
 //! WebSocket API, the four ws functions' handlers in-process, Redis, and the DynamoDB
 //! connections table and SQS queues on the local emulator.
 
-use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use futures::{SinkExt, StreamExt};
 use presence::auth::{Authenticator, DevTokenSigner, Identity};
 use presence::config::{AwsSettings, SessionSettings};
@@ -14,38 +13,17 @@ use presence::hub::registry::{
 use presence::hub::setup::{HubConfig, build_with};
 use presence::ids::{FacilityId, RegionId, UserId};
 use presence::queue::SqsQueue;
-use presence_local::{LocalWebSocketApi, Route, WebSocketApiConfig, WebSocketRoutes};
+use presence_local::stack::HubRoutes;
+use presence_local::{LocalWebSocketApi, WebSocketApiConfig};
 use presence_tests::*;
 use serde_json::{Value, json};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "hub-test-secret-0123456789abcdef-0123";
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The three routes, wired to the real handlers.
-struct Routes {
-    hub: OnceLock<Hub>,
-}
-
-#[async_trait::async_trait]
-impl WebSocketRoutes for Routes {
-    async fn invoke(
-        &self,
-        route: Route,
-        event: ApiGatewayWebsocketProxyRequest,
-    ) -> ApiGatewayProxyResponse {
-        let hub = self.hub.get().expect("hub is set before clients connect");
-        let now = presence::now_ms();
-        match route {
-            Route::Connect => ws_connect::handle(hub, event, now).await,
-            Route::Disconnect => ws_disconnect::handle(hub, event, now).await,
-            Route::Default => ws_message::handle(hub, event, now).await,
-        }
-    }
-}
 
 struct Stack {
     api: LocalWebSocketApi,
@@ -69,9 +47,7 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
     let heartbeats = create_queue(&sqs, &unique("heartbeats")).await;
     let push = create_queue(&sqs, &unique("push")).await;
     let redis = RedisServer::start();
-    let routes = Arc::new(Routes {
-        hub: OnceLock::new(),
-    });
+    let routes = Arc::new(HubRoutes::default());
     let api = LocalWebSocketApi::start("127.0.0.1:0".parse().unwrap(), config, routes.clone())
         .await
         .unwrap();

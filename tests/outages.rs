@@ -2,7 +2,6 @@
 //! report failures (batch item failures, 503, errors) so nothing is lost, and recover by
 //! themselves when the service returns.
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use presence::auth::{Authenticator, DevTokenSigner, Identity};
 use presence::consume::Consumer;
 use presence::facilities::DynamoFacilityStore;
@@ -15,21 +14,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn event(bodies: &[String]) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let mut m = SqsMessage::default();
-            m.message_id = Some(format!("m{i}"));
-            m.body = Some(b.clone());
-            m
-        })
-        .collect();
-    e
-}
-
 #[tokio::test]
 async fn redis_down_fails_the_batch_and_recovers_when_it_returns() {
     let redis = RedisServer::start();
@@ -39,7 +23,7 @@ async fn redis_down_fails_the_batch_and_recovers_when_it_returns() {
     let t = presence::now_ms();
     let first = heartbeat_consumer::handle(
         &consumer,
-        event(&[heartbeat("s1", "u1", "f1", "r1", t, false).to_json()]),
+        sqs_event(&[heartbeat("s1", "u1", "f1", "r1", t, false).to_json()]),
         t,
     )
     .await;
@@ -51,7 +35,7 @@ async fn redis_down_fails_the_batch_and_recovers_when_it_returns() {
         heartbeat("s2", "u2", "f2", "r1", t, false).to_json(),
         heartbeat("s3", "u3", "f3", "r1", t, false).to_json(),
     ];
-    let down = heartbeat_consumer::handle(&consumer, event(&bodies), t).await;
+    let down = heartbeat_consumer::handle(&consumer, sqs_event(&bodies), t).await;
     assert_eq!(
         down.batch_item_failures.len(),
         2,
@@ -66,7 +50,7 @@ async fn redis_down_fails_the_batch_and_recovers_when_it_returns() {
     let _back = RedisServer::start_on(port, &[]); // Redis returns (empty: it had no persistence)
     let mut recovered = false;
     for _ in 0..50 {
-        let r = heartbeat_consumer::handle(&consumer, event(&bodies), t + 1).await;
+        let r = heartbeat_consumer::handle(&consumer, sqs_event(&bodies), t + 1).await;
         if r.batch_item_failures.is_empty() {
             recovered = true;
             break;
@@ -159,7 +143,7 @@ async fn the_queue_and_table_endpoint_down_gives_503_and_errors_then_recovers() 
     let t = presence::now_ms();
     heartbeat_consumer::handle(
         &consumer,
-        event(&[heartbeat("s1", "u1", "f1", "r1", t, false).to_json()]),
+        sqs_event(&[heartbeat("s1", "u1", "f1", "r1", t, false).to_json()]),
         t,
     )
     .await;

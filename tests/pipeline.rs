@@ -2,7 +2,6 @@
 //! push queue; expiry; rollup → DynamoDB. Redis is a real redis-server, SQS and DynamoDB the
 //! local emulator through the real SDK clients.
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use presence::auth::{Authenticator, DevTokenSigner, Identity};
 use presence::consume::Consumer;
 use presence::expiry::Sweeper;
@@ -59,21 +58,6 @@ fn request(auth: Option<&str>, body: &str) -> lambda_http::Request {
 
 fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
     serde_json::from_slice(r.body().as_ref()).unwrap()
-}
-
-fn sqs_event(bodies: &[String]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let mut m = SqsMessage::default();
-            m.message_id = Some(format!("m{i}"));
-            m.body = Some(b.clone());
-            m
-        })
-        .collect();
-    event
 }
 
 fn statuses(bodies: &[String]) -> Vec<presence::protocol::FacilityStatus> {

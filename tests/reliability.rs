@@ -120,30 +120,16 @@ async fn a_crash_between_redis_and_the_push_queue_is_repaired_exactly_once_per_v
     );
 
     let t = presence::now_ms();
-    let event = |bodies: Vec<String>| {
-        let mut e = SqsEvent::default();
-        e.records = bodies
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-                m.message_id = Some(format!("m{i}"));
-                m.body = Some(b);
-                m
-            })
-            .collect();
-        e
-    };
     // f1 flips online through the crashed path; f2 through the healthy one
     heartbeat_consumer::handle(
         &crashed,
-        event(vec![heartbeat("s1", "u1", "f1", "r1", t, false).to_json()]),
+        sqs_event(&[heartbeat("s1", "u1", "f1", "r1", t, false).to_json()]),
         t,
     )
     .await;
     heartbeat_consumer::handle(
         &healthy,
-        event(vec![heartbeat("s2", "u2", "f2", "r1", t, false).to_json()]),
+        sqs_event(&[heartbeat("s2", "u2", "f2", "r1", t, false).to_json()]),
         t,
     )
     .await;
@@ -213,18 +199,7 @@ async fn another_facility_or_user_cannot_touch_a_session() {
             202
         );
     }
-    let mut e = SqsEvent::default();
-    e.records = queue
-        .drain()
-        .into_iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-            m.message_id = Some(format!("m{i}"));
-            m.body = Some(b);
-            m
-        })
-        .collect();
+    let e = sqs_event(&queue.drain());
     let report = heartbeat_consumer::handle(&consumer, e, t + 1).await;
     assert!(report.batch_item_failures.is_empty());
     let s = store

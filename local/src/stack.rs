@@ -139,12 +139,15 @@ impl std::fmt::Debug for LocalStack {
     }
 }
 
-struct Routes {
-    hub: OnceLock<Hub>,
+/// The three WebSocket routes wired to the real ws-connect, ws-disconnect and ws-message
+/// handlers over a [`Hub`] (set once it exists: the hub needs the API's endpoint first).
+#[derive(Debug, Default)]
+pub struct HubRoutes {
+    pub hub: OnceLock<Hub>,
 }
 
 #[async_trait::async_trait]
-impl WebSocketRoutes for Routes {
+impl WebSocketRoutes for HubRoutes {
     async fn invoke(
         &self,
         route: Route,
@@ -312,9 +315,7 @@ impl LocalStack {
             };
 
         // The WebSocket API first: the hub posts to its management endpoint.
-        let routes = Arc::new(Routes {
-            hub: OnceLock::new(),
-        });
+        let routes = Arc::new(HubRoutes::default());
         let ws_addr = SocketAddr::from(([127, 0, 0, 1], options.ws_port));
         let ws_config = WebSocketApiConfig {
             idle_timeout: env.seconds_or("WS_IDLE_TIMEOUT_SECONDS", 600, 1..=7200)?,

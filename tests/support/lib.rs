@@ -296,3 +296,19 @@ impl Drop for SqsPump {
         self.task.abort();
     }
 }
+
+/// An SQS event of `bodies`, with message ids `m0`, `m1`, … (as Lambda delivers a batch).
+pub fn sqs_event(bodies: &[String]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(b.clone());
+            m
+        })
+        .collect();
+    event
+}

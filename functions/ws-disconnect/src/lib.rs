@@ -12,11 +12,9 @@ pub async fn handle(
     event: ApiGatewayWebsocketProxyRequest,
     now_ms: i64,
 ) -> ApiGatewayProxyResponse {
-    let Some(id) = event.request_context.connection_id.as_deref() else {
-        return route_response(
-            400,
-            Some(("bad_request", "event lacks a connection id".into())),
-        );
+    let id = match presence::hub::connection_id(&event) {
+        Ok(id) => id,
+        Err(response) => return response,
     };
     match hub.disconnect(id, now_ms).await {
         Ok(removed) => {

@@ -764,6 +764,22 @@ fn action_name(a: &ClientAction) -> &'static str {
     }
 }
 
+/// The connection id of a WebSocket event, or the 400 response a route gives without one.
+pub fn connection_id(
+    event: &aws_lambda_events::event::apigw::ApiGatewayWebsocketProxyRequest,
+) -> Result<&str, aws_lambda_events::event::apigw::ApiGatewayProxyResponse> {
+    event
+        .request_context
+        .connection_id
+        .as_deref()
+        .ok_or_else(|| {
+            route_response(
+                400,
+                Some(("bad_request", "event lacks a connection id".into())),
+            )
+        })
+}
+
 /// A WebSocket route's response: the status (a non-2xx at `$connect` refuses the upgrade)
 /// with a JSON error body when it failed.
 pub fn route_response(
