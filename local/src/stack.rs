@@ -35,6 +35,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+/// Concurrent consumers of the heartbeat queue (Lambda scales an SQS trigger the same way).
+const CONSUMER_CONCURRENCY: usize = 4;
+
 /// The development secret: tokens from `/dev/token` and the sample events are signed with it.
 pub const DEV_SECRET: &str = "presence-local-development-secret";
 /// The sample regions, facilities and users.
@@ -352,11 +355,14 @@ impl LocalStack {
 
         // Event source mappings and schedules.
         let mut tasks = Vec::new();
-        let consumer = Consumer::new(store.clone(), push.clone());
-        tasks.push(run_event_source(heartbeats.clone(), move |event| {
-            let consumer = consumer.clone();
-            async move { heartbeat_consumer::handle(&consumer, event, presence::now_ms()).await }
-        }));
+        // Lambda runs several consumers of a busy queue at once; so does the stack.
+        for _ in 0..CONSUMER_CONCURRENCY {
+            let consumer = Consumer::new(store.clone(), push.clone());
+            tasks.push(run_event_source(heartbeats.clone(), move |event| {
+                let consumer = consumer.clone();
+                async move { heartbeat_consumer::handle(&consumer, event, presence::now_ms()).await }
+            }));
+        }
         let push_hub = hub.clone();
         tasks.push(run_event_source(push.clone(), move |event| {
             let hub = push_hub.clone();

@@ -344,8 +344,18 @@ async fn main() -> std::process::ExitCode {
     for c in clients {
         c.abort();
     }
-    // Sessions end at $disconnect; give the push path a moment to deliver the last flips.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Sessions end at $disconnect; let the queues drain (the watchers must see the last
+    // flips before they are compared with the live state), for at most two minutes.
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = fetch_stats(&http).await;
+        let busy = ["heartbeats", "push"].iter().any(|q| s["queues"][q]["visible"] != 0 || s["queues"][q]["in_flight"] != 0);
+        if !busy {
+            break;
+        }
+    }
+    let drained_at = started.elapsed().as_secs_f64() - elapsed;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!(
         "soak: before the watchers leave: {}",
         fetch_stats(&http).await
@@ -424,6 +434,7 @@ async fn main() -> std::process::ExitCode {
         counters.errors.load(Ordering::Relaxed)
     );
     println!("  stack RSS            first {first} KiB, last {last} KiB, max {max} KiB");
+    println!("  queues drained       {drained_at:.1} s after the clients stopped");
     println!("  flips lost           {behind} of {facilities} facilities behind the live snapshot");
     println!(
         "  connections left     {} (registered {drained_after:.1} s after the clients stopped)",
