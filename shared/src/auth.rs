@@ -5,9 +5,14 @@
 //! otherwise the token is verified here with an HS256 secret or an RS256 public key
 //! ([`Authenticator::verify`]), checking signature, algorithm, expiry and, when configured,
 //! issuer and audience.
+//!
+//! In AWS the HS256 secret is not in the function's configuration: `JWT_SECRET_ARN` names a
+//! Secrets Manager secret that [`resolve_secret`] reads once at cold start (a plain string,
+//! or JSON `{"secret": "...", "previous": "..."}` while a rotation is under way).
 
 use crate::config::{ConfigError, Env};
 use crate::ids::{FacilityId, RegionId, UserId};
+use aws_config::SdkConfig;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
@@ -59,6 +64,8 @@ impl Default for ClaimNames {
 pub struct Authenticator {
     /// `None` when an API Gateway authorizer verifies tokens and this code only reads claims.
     key: Option<(DecodingKey, Validation)>,
+    /// `JWT_SECRET_PREVIOUS`: the HS256 secret being rotated out, still accepted.
+    previous: Option<DecodingKey>,
     claims: ClaimNames,
 }
 
@@ -69,6 +76,7 @@ impl std::fmt::Debug for Authenticator {
                 "verifies",
                 &self.key.as_ref().map(|(_, v)| v.algorithms.clone()),
             )
+            .field("accepts_previous_secret", &self.previous.is_some())
             .field("claims", &self.claims)
             .finish()
     }
@@ -77,7 +85,11 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// Reads `JWT_SECRET` (HS256) or `JWT_PUBLIC_KEY` (RS256, PEM), optional `JWT_ISSUER`
     /// and `JWT_AUDIENCE`, and the claim names. With `JWT_AUTHORIZER=true` and neither key
-    /// set, only claims from an authorizer are accepted.
+    /// set, only claims from an authorizer are accepted. `JWT_SECRET_PREVIOUS` (HS256 only)
+    /// is a second secret still accepted while the signer moves to a new one.
+    ///
+    /// `JWT_SECRET_ARN` must have been resolved first ([`resolve_secret`], or
+    /// [`Authenticator::from_env_resolving`]).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let claims = ClaimNames {
             user: env.get("CLAIM_USER").unwrap_or("sub").to_owned(),
@@ -85,6 +97,7 @@ impl Authenticator {
             region: env.get("CLAIM_REGION").unwrap_or("region").to_owned(),
         };
         let authorizer: bool = env.parse_or("JWT_AUTHORIZER", false)?;
+        let mut previous = None;
         let (key, alg) = match (env.get("JWT_SECRET"), env.get("JWT_PUBLIC_KEY")) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Malformed {
@@ -102,6 +115,18 @@ impl Authenticator {
                         ),
                     });
                 }
+                if let Some(old) = env.get("JWT_SECRET_PREVIOUS") {
+                    if old.len() < 32 {
+                        return Err(ConfigError::Malformed {
+                            name: "JWT_SECRET_PREVIOUS",
+                            reason: format!(
+                                "{} bytes is too short for HS256; use at least 32",
+                                old.len()
+                            ),
+                        });
+                    }
+                    previous = Some(DecodingKey::from_secret(old.as_bytes()));
+                }
                 (
                     DecodingKey::from_secret(secret.as_bytes()),
                     Algorithm::HS256,
@@ -117,7 +142,21 @@ impl Authenticator {
                 })?;
                 (key, Algorithm::RS256)
             }
-            (None, None) if authorizer => return Ok(Self { key: None, claims }),
+            (None, None) if authorizer => {
+                return Ok(Self {
+                    key: None,
+                    previous: None,
+                    claims,
+                });
+            }
+            (None, None) if env.get("JWT_SECRET_ARN").is_some() => {
+                return Err(ConfigError::Unavailable {
+                    name: "JWT_SECRET_ARN",
+                    reason:
+                        "the secret was not read: resolve it at cold start (auth::resolve_secret)"
+                            .into(),
+                });
+            }
             (None, None) => return Err(ConfigError::Missing("JWT_SECRET")),
         };
         let mut validation = Validation::new(alg);
@@ -132,8 +171,15 @@ impl Authenticator {
         }
         Ok(Self {
             key: Some((key, validation)),
+            previous,
             claims,
         })
+    }
+
+    /// [`Authenticator::from_env`] after [`resolve_secret`]: reads the secret named by
+    /// `JWT_SECRET_ARN` from Secrets Manager when that is set.
+    pub async fn from_env_resolving(env: &Env, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        Self::from_env(&resolve_secret(env.clone(), sdk).await?)
     }
 
     /// An HS256 authenticator with the default claim names (tests, local stack).
@@ -144,6 +190,7 @@ impl Authenticator {
         validation.leeway = 30;
         Self {
             key: Some((DecodingKey::from_secret(secret), validation)),
+            previous: None,
             claims: ClaimNames::default(),
         }
     }
@@ -164,15 +211,17 @@ impl Authenticator {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => AuthError::Expired,
-                    ErrorKind::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
-                    _ => AuthError::Invalid(e.to_string()),
-                }
-            })?;
+        use jsonwebtoken::errors::ErrorKind;
+        let decode = |key| jsonwebtoken::decode::<Map<String, Value>>(token, key, validation);
+        let data = match (decode(key), &self.previous) {
+            (Err(e), Some(old)) if matches!(e.kind(), ErrorKind::InvalidSignature) => decode(old),
+            (result, _) => result,
+        }
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
+            _ => AuthError::Invalid(e.to_string()),
+        })?;
         self.from_claims(&data.claims)
     }
 
@@ -210,6 +259,100 @@ impl Authenticator {
             user: UserId::parse(&get(&c.user)?).map_err(|e| bad(&c.user, e))?,
             facility: FacilityId::parse(&get(&c.facility)?).map_err(|e| bad(&c.facility, e))?,
             region: RegionId::parse(&get(&c.region)?).map_err(|e| bad(&c.region, e))?,
+        })
+    }
+}
+
+/// How long reading the secret at cold start may take before the start fails.
+const SECRET_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves `JWT_SECRET_ARN`, when set: reads that Secrets Manager secret (name or ARN) once
+/// and returns `env` with `JWT_SECRET` (and `JWT_SECRET_PREVIOUS`) set from it, so the secret
+/// never appears in the function's configuration. The secret is a plain string (at least 32
+/// bytes) or JSON `{"secret": "...", "previous": "..."}`; `previous` is optional and keeps
+/// tokens signed with the old secret valid during a rotation. `JWT_SECRET_ARN` takes the
+/// place of a `JWT_SECRET` in the environment. Without `JWT_SECRET_ARN`, `env` is returned
+/// as it is and nothing is called.
+pub async fn resolve_secret(mut env: Env, sdk: &SdkConfig) -> Result<Env, ConfigError> {
+    let Some(id) = env.get("JWT_SECRET_ARN").map(str::to_owned) else {
+        return Ok(env);
+    };
+    let unavailable = |reason: String| ConfigError::Unavailable {
+        name: "JWT_SECRET_ARN",
+        reason,
+    };
+    if env.get("JWT_SECRET").is_some() {
+        tracing::warn!("JWT_SECRET_ARN is set: it takes the place of JWT_SECRET");
+    }
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let read = client.get_secret_value().secret_id(&id).send();
+    let out = tokio::time::timeout(SECRET_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| {
+            unavailable(format!(
+                "secret {id:?} not read within {}s (does the function reach Secrets Manager?)",
+                SECRET_READ_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| {
+            unavailable(format!(
+                "secret {id:?} could not be read: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let raw = match (out.secret_string(), out.secret_binary()) {
+        (Some(s), _) => s.to_owned(),
+        (None, Some(b)) => String::from_utf8(b.as_ref().to_vec())
+            .map_err(|_| unavailable(format!("secret {id:?} is binary, not UTF-8 text")))?,
+        (None, None) => return Err(unavailable(format!("secret {id:?} has no value"))),
+    };
+    let value = SecretValue::parse(&raw).map_err(|reason| ConfigError::Malformed {
+        name: "JWT_SECRET_ARN",
+        reason: format!("secret {id:?}: {reason}"),
+    })?;
+    env.set("JWT_SECRET", value.secret);
+    match value.previous {
+        Some(p) => env.set("JWT_SECRET_PREVIOUS", p),
+        None => env.remove("JWT_SECRET_PREVIOUS"),
+    }
+    Ok(env)
+}
+
+/// The value of the token secret in Secrets Manager.
+#[derive(PartialEq, Eq)]
+struct SecretValue {
+    secret: String,
+    previous: Option<String>,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(..)")
+    }
+}
+
+impl SecretValue {
+    /// A plain string, or a JSON object with `secret` and optionally `previous`.
+    fn parse(raw: &str) -> Result<Self, String> {
+        if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(raw) {
+            let field = |name: &str| match fields.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+                Some(_) => Err(format!("field {name:?} must be a non-empty string")),
+            };
+            return Ok(Self {
+                secret: field("secret")?
+                    .ok_or("a JSON secret needs a \"secret\" field with the HS256 secret")?,
+                previous: field("previous")?,
+            });
+        }
+        let secret = raw.trim();
+        if secret.is_empty() {
+            return Err("the secret is empty".into());
+        }
+        Ok(Self {
+            secret: secret.to_owned(),
+            previous: None,
         })
     }
 }
@@ -321,5 +464,147 @@ mod tests {
         assert!(err.to_string().contains("JWT_PUBLIC_KEY"));
         let a = Authenticator::from_env(&Env::from_pairs([("JWT_AUTHORIZER", "true")])).unwrap();
         assert!(!a.verifies_tokens());
+        let err = Authenticator::from_env(&Env::from_pairs([("JWT_SECRET_ARN", "presence/jwt")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET_ARN"), "{err}");
+    }
+
+    #[test]
+    fn a_previous_secret_is_accepted_during_a_rotation() {
+        let old = "old-secret-old-secret-old-secret-0";
+        let new = "new-secret-new-secret-new-secret-1";
+        let by_old = DevTokenSigner::new(old.as_bytes()).sign(&identity(), now_s() + 600);
+        let by_new = DevTokenSigner::new(new.as_bytes()).sign(&identity(), now_s() + 600);
+        let rotating = Authenticator::from_env(&Env::from_pairs([
+            ("JWT_SECRET", new),
+            ("JWT_SECRET_PREVIOUS", old),
+        ]))
+        .unwrap();
+        assert_eq!(rotating.verify(&by_new).unwrap(), identity());
+        assert_eq!(rotating.verify(&by_old).unwrap(), identity());
+        let other = DevTokenSigner::new(SECRET).sign(&identity(), now_s() + 600);
+        assert!(matches!(
+            rotating.verify(&other),
+            Err(AuthError::Invalid(_))
+        ));
+
+        let rotated = Authenticator::from_env(&Env::from_pairs([("JWT_SECRET", new)])).unwrap();
+        assert!(rotated.verify(&by_old).is_err());
+        let err = Authenticator::from_env(&Env::from_pairs([
+            ("JWT_SECRET", new),
+            ("JWT_SECRET_PREVIOUS", "short"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET_PREVIOUS"), "{err}");
+    }
+
+    #[test]
+    fn secret_values_are_plain_strings_or_json() {
+        let plain = SecretValue::parse("  0123456789abcdef0123456789abcdef\n").unwrap();
+        assert_eq!(plain.secret, "0123456789abcdef0123456789abcdef");
+        assert_eq!(plain.previous, None);
+        let json = SecretValue::parse(r#"{"secret": "new-one", "previous": "old-one"}"#).unwrap();
+        assert_eq!(json.secret, "new-one");
+        assert_eq!(json.previous.as_deref(), Some("old-one"));
+        let json = SecretValue::parse(r#"{"secret": "only", "previous": null}"#).unwrap();
+        assert_eq!(json.previous, None);
+        assert!(SecretValue::parse(r#"{"password": "x"}"#).is_err());
+        assert!(SecretValue::parse(r#"{"secret": 42}"#).is_err());
+        assert!(SecretValue::parse("   ").is_err());
+        // Not a JSON object: the whole text is the secret.
+        assert_eq!(SecretValue::parse("[1,2]").unwrap().secret, "[1,2]");
+    }
+
+    /// A one-request Secrets Manager stand-in: answers `GetSecretValue` with `secret_string`
+    /// and hands back the request it got.
+    fn secrets_manager_once(
+        secret_string: &'static str,
+    ) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut head, mut length) = (String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let answer = serde_json::json!({"ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:presence/jwt-AbCdEf", "Name": "presence/jwt", "SecretString": secret_string}).to_string();
+            write!(
+                &stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            )
+            .unwrap();
+            head + &String::from_utf8(body).unwrap()
+        });
+        (url, server)
+    }
+
+    #[tokio::test]
+    async fn the_secret_is_read_from_secrets_manager_by_arn() {
+        let (url, server) = secrets_manager_once(
+            r#"{"secret": "new-secret-new-secret-new-secret-1", "previous": "old-secret-old-secret-old-secret-0"}"#,
+        );
+        let sdk = crate::aws::local_sdk_config(&url).await;
+        let env = Env::from_pairs([("JWT_SECRET_ARN", "presence/jwt"), ("JWT_SECRET", "")]);
+        let auth = Authenticator::from_env_resolving(&env, &sdk).await.unwrap();
+        let request = server.join().unwrap();
+        assert!(
+            request.contains("secretsmanager.GetSecretValue"),
+            "{request}"
+        );
+        assert!(
+            request.contains(r#""SecretId":"presence/jwt""#),
+            "{request}"
+        );
+        let old = DevTokenSigner::new(b"old-secret-old-secret-old-secret-0")
+            .sign(&identity(), now_s() + 600);
+        assert_eq!(auth.verify(&old).unwrap(), identity());
+
+        let (url, server) = secrets_manager_once("short");
+        let sdk = crate::aws::local_sdk_config(&url).await;
+        let err = Authenticator::from_env_resolving(&env, &sdk)
+            .await
+            .unwrap_err();
+        server.join().unwrap();
+        assert!(err.to_string().contains("JWT_SECRET"), "{err}");
+
+        // Nothing listens: the start fails naming the variable and the secret.
+        let sdk = crate::aws::local_sdk_config("http://127.0.0.1:9").await;
+        let err = resolve_secret(env, &sdk).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Unavailable {
+                    name: "JWT_SECRET_ARN",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("presence/jwt"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn without_an_arn_nothing_is_resolved() {
+        let sdk = aws_config::SdkConfig::builder().build();
+        let env = Env::from_pairs([("JWT_SECRET", "0123456789abcdef0123456789abcdef")]);
+        let resolved = resolve_secret(env, &sdk).await.unwrap();
+        assert_eq!(
+            resolved.get("JWT_SECRET"),
+            Some("0123456789abcdef0123456789abcdef")
+        );
     }
 }

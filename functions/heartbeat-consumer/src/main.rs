@@ -6,7 +6,14 @@ use presence::config::Env;
 async fn main() -> Result<(), Error> {
     presence::telemetry::init();
     let config = heartbeat_consumer::Config::from_env(&Env::from_process())?;
-    let consumer = heartbeat_consumer::build(config).await?;
+    // Redis (TLS included) and a connection to SQS: once, at cold start, side by side.
+    let sdk = presence::aws::sdk_config(&config.aws).await;
+    let warm_ups = vec![presence::aws::queue(&sdk, &config.push_queue_url)];
+    let (consumer, ()) = tokio::join!(
+        heartbeat_consumer::build(config),
+        presence::aws::warm_up(warm_ups)
+    );
+    let consumer = consumer?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let consumer = &consumer;
         async move {

@@ -31,18 +31,30 @@ impl Config {
     }
 }
 
-/// Builds the service with a real SQS client (once per cold start).
-pub async fn build(config: Config) -> Ingest {
-    let sdk = presence::aws::sdk_config(&config.aws).await;
+/// The cold start in AWS: reads the configuration from `env` (the token secret from Secrets
+/// Manager when `JWT_SECRET_ARN` is set) and builds the service with a real SQS client, while
+/// a connection to SQS is opened so the first heartbeat pays no TLS handshake.
+pub async fn build(env: Env) -> Result<Ingest, Box<dyn std::error::Error + Send + Sync>> {
+    let sdk = presence::aws::sdk_config(&AwsSettings::from_env(&env)?).await;
+    let warm_ups: Vec<_> = env
+        .get("HEARTBEAT_QUEUE_URL")
+        .map(|q| presence::aws::queue(&sdk, q))
+        .into_iter()
+        .collect();
+    let (env, ()) = tokio::join!(
+        presence::auth::resolve_secret(env, &sdk),
+        presence::aws::warm_up(warm_ups)
+    );
+    let config = Config::from_env(&env?)?;
     let queue: Arc<dyn HeartbeatQueue> = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         config.queue_url,
     ));
-    Ingest::new(
+    Ok(Ingest::new(
         config.auth,
         queue,
         config.sessions.heartbeat_interval.as_secs(),
-    )
+    ))
 }
 
 /// Handles one request received at `now_ms`. Never fails: every error is an HTTP response.

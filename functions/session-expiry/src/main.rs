@@ -6,7 +6,14 @@ use presence::config::Env;
 async fn main() -> Result<(), Error> {
     presence::telemetry::init();
     let config = session_expiry::Config::from_env(&Env::from_process())?;
-    let sweeper = session_expiry::build(&config).await?;
+    // Redis (TLS included) and a connection to SQS: once, at cold start, side by side.
+    let sdk = presence::aws::sdk_config(&config.aws).await;
+    let warm_ups = vec![presence::aws::queue(&sdk, &config.push_queue_url)];
+    let (sweeper, ()) = tokio::join!(
+        session_expiry::build(&config),
+        presence::aws::warm_up(warm_ups)
+    );
+    let sweeper = sweeper?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<EventBridgeEvent>| {
         let (sweeper, config) = (&sweeper, &config);
         async move {

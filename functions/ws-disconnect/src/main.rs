@@ -1,11 +1,12 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use presence::config::Env;
-use presence::hub::setup::{HubConfig, build};
+use presence::hub::setup::{WsFunction, build};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     presence::telemetry::init();
-    let hub = build(HubConfig::from_env(&Env::from_process())?).await?;
+    // Configuration, Redis, the AWS clients and their connections: once, at cold start.
+    let hub = build(Env::from_process(), WsFunction::Disconnect).await?;
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<aws_lambda_events::event::apigw::ApiGatewayWebsocketProxyRequest>| {
             let hub = &hub;
