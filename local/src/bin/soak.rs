@@ -349,7 +349,9 @@ async fn main() -> std::process::ExitCode {
     for _ in 0..120 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let s = fetch_stats(&http).await;
-        let busy = ["heartbeats", "push"].iter().any(|q| s["queues"][q]["visible"] != 0 || s["queues"][q]["in_flight"] != 0);
+        let busy = ["heartbeats", "push"]
+            .iter()
+            .any(|q| s["queues"][q]["visible"] != 0 || s["queues"][q]["in_flight"] != 0);
         if !busy {
             break;
         }
