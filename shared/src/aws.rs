@@ -192,3 +192,26 @@ mod tests {
         assert!(started.elapsed() <= WARM_UP_TIMEOUT + Duration::from_secs(1));
     }
 }
+
+/// An SDK error as one line: the service's error code and message where there is one (the
+/// SDK's own `Display` says only "service error"). Every AWS SDK crate's `SdkError` is the
+/// same type, so this serves SQS, DynamoDB and API Gateway alike.
+pub fn describe_sdk_error<E, R>(e: &aws_sdk_sqs::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error() {
+        Some(se) => format!(
+            "{}: {}",
+            se.code().unwrap_or("error"),
+            se.message().unwrap_or("")
+        ),
+        None => format!(
+            "{e}: {}",
+            std::error::Error::source(e)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        ),
+    }
+}

@@ -85,26 +85,6 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn describe<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("error"),
-            se.message().unwrap_or("")
-        ),
-        None => format!(
-            "{e}: {}",
-            std::error::Error::source(e)
-                .map(|s| s.to_string())
-                .unwrap_or_default()
-        ),
-    }
-}
-
 impl DynamoFacilityStore {
     pub fn new(
         client: aws_sdk_dynamodb::Client,
@@ -199,7 +179,7 @@ impl DynamoFacilityStore {
                             .request_items(&self.table, chunk)
                             .send()
                             .await
-                            .map_err(|e| FacilityError(describe(&e)))?;
+                            .map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))?;
                         Ok(out
                             .unprocessed_items
                             .and_then(|mut m| m.remove(&self.table))
@@ -276,7 +256,7 @@ impl FacilityStore for DynamoFacilityStore {
         items
             .into_iter()
             .map(|item| {
-                item.map_err(|e| FacilityError(describe(&e)))
+                item.map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))
                     .and_then(|i| Self::status_from(&i))
             })
             .collect()
@@ -314,7 +294,7 @@ impl FacilityStore for DynamoFacilityStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(FacilityError(describe(&e))),
+            Err(e) => Err(FacilityError(crate::aws::describe_sdk_error(&e))),
         }
     }
 
@@ -356,7 +336,7 @@ impl FacilityStore for DynamoFacilityStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| FacilityError(describe(&e)))?;
+            .map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))?;
         out.item.as_ref().map(Self::status_from).transpose()
     }
 
@@ -376,7 +356,7 @@ impl FacilityStore for DynamoFacilityStore {
         pages
             .into_iter()
             .map(|item| {
-                item.map_err(|e| FacilityError(describe(&e)))
+                item.map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))
                     .and_then(|i| Self::status_from(&i))
             })
             .collect()
@@ -404,7 +384,7 @@ impl FacilityStore for DynamoFacilityStore {
         items
             .into_iter()
             .map(|item| {
-                item.map_err(|e| FacilityError(describe(&e)))
+                item.map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))
                     .and_then(|i| Self::status_from(&i))
             })
             .collect()
@@ -435,7 +415,7 @@ impl FacilityStore for DynamoFacilityStore {
         items
             .into_iter()
             .map(|item| {
-                let item = item.map_err(|e| FacilityError(describe(&e)))?;
+                let item = item.map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))?;
                 let json: serde_json::Map<String, serde_json::Value> = item
                     .iter()
                     .filter_map(|(k, v)| {
@@ -512,7 +492,7 @@ pub async fn create_table(
         {
             Ok(())
         }
-        Err(e) => Err(FacilityError(describe(&e))),
+        Err(e) => Err(FacilityError(crate::aws::describe_sdk_error(&e))),
     }
 }
 

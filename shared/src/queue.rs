@@ -105,7 +105,10 @@ impl SqsQueue {
                             .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or("")));
                         (failed, reason)
                     }
-                    Err(e) => ((base..base + len).collect(), Some(describe_sdk_error(&e))),
+                    Err(e) => (
+                        (base..base + len).collect(),
+                        Some(crate::aws::describe_sdk_error(&e)),
+                    ),
                 }
             })
             .buffer_unordered(SQS_CONCURRENCY)
@@ -129,27 +132,6 @@ impl SqsQueue {
     }
 }
 
-/// The SDK's errors print as "service error"; the code and message are what help.
-pub(crate) fn describe_sdk_error<E, R>(e: &aws_sdk_sqs::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("error"),
-            se.message().unwrap_or("")
-        ),
-        None => format!(
-            "{e}: {}",
-            std::error::Error::source(e)
-                .map(|s| s.to_string())
-                .unwrap_or_default()
-        ),
-    }
-}
-
 #[async_trait]
 impl HeartbeatQueue for SqsQueue {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
@@ -160,7 +142,7 @@ impl HeartbeatQueue for SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError(describe_sdk_error(&e)))
+            .map_err(|e| QueueError(crate::aws::describe_sdk_error(&e)))
     }
 }
 

@@ -85,19 +85,7 @@ where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    RegistryError(match e.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("error"),
-            se.message().unwrap_or("")
-        ),
-        None => format!(
-            "{e}: {}",
-            std::error::Error::source(e)
-                .map(|s| s.to_string())
-                .unwrap_or_default()
-        ),
-    })
+    RegistryError(crate::aws::describe_sdk_error(e))
 }
 
 fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Result<String, RegistryError> {
