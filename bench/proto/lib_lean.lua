@@ -1,0 +1,131 @@
+--[[ lib.lua — helpers prepended to every session script (not a script of its own).
+
+Every script is called with KEYS[1] = one key of the partition (its deadline index), which
+routes the call in a Redis Cluster, and ARGV[1] = the partition's key prefix `presence:{pN}`.
+All other keys are built from that prefix, so they share its hash tag and the script touches
+exactly one slot.
+
+Keys under the prefix P:
+  P:deadlines          ZSET  "<facility>/<session>" -> deadline ms (live sessions only)
+  P:ended              ZSET  "<facility>/<session>" -> offline-at ms (offline sessions kept for dedupe)
+  P:s:<fac>/<session>  HASH  user facility region started last deadline [offline reason]
+  P:live:<fac>         SET   session ids of the facility's live sessions
+  P:f:<fac>            HASH  status since version region rev
+  P:region:<region>    SET   facility ids seen in the region (live snapshot)
+  P:journal            LIST  JSON flips and finished segments not yet persisted (rollup drains it)
+  P:dirty              ZSET  facility -> rev, facilities whose status or count is not yet persisted
+  P:unpublished        ZSET  facility -> flip time ms, flips not yet pushed to clients
+  P:epoch              STRING when this partition's data began (ms); missing = new or lost data
+  P:hold_until         STRING offline flips are held until this time (ms) after a loss
+  P:held               SET   facilities whose offline flip is held
+  P:reconciled         STRING set once the rollup reconciled this epoch with DynamoDB
+]]
+-- PROTOTYPE (bench/proto): a copy of shared/lua/lib.lua with fewer redis.call per heartbeat;
+-- see BENCHMARKS.md. Changes are marked "lean:".
+local P = ARGV[1]
+local function key(s) return P .. ':' .. s end
+-- lean: keys used per heartbeat are built once per call.
+local DEADLINES, ENDED = key('deadlines'), key('ended')
+local flips = {}
+
+-- A facility changed (count or status): its rev grows and the rollup will persist it.
+local function mark_dirty(fac)
+  local rev = redis.call('HINCRBY', key('f:' .. fac), 'rev', 1)
+  redis.call('ZADD', key('dirty'), rev, fac)
+end
+
+-- Record a flip atomically with the change that caused it: bump the version, journal it for
+-- history, and remember it as unpublished until the caller acknowledges the push.
+local function flip(fac, region, status, since, now)
+  local fk = key('f:' .. fac)
+  local version = redis.call('HINCRBY', fk, 'version', 1)
+  redis.call('HSET', fk, 'status', status, 'since', since, 'region', region)
+  mark_dirty(fac)
+  local n = redis.call('SCARD', key('live:' .. fac))
+  redis.call('RPUSH', key('journal'), cjson.encode({
+    kind = 'flip', facility_id = fac, region = region, status = status,
+    since_ms = since, version = version, online_sessions = n }))
+  redis.call('ZADD', key('unpublished'), now, fac)
+  flips[#flips + 1] = { fac, region, status, since, version, n }
+end
+
+-- A partition without an epoch is new or lost its data (restart without persistence,
+-- failover, FLUSHALL): sessions will come back with their next heartbeats, so offline flips
+-- are held for `hold_ms` rather than shown for facilities that are in fact still online.
+local function ensure_epoch(now, hold_ms)
+  if redis.call('EXISTS', key('epoch')) == 0 then
+    redis.call('SET', key('epoch'), now)
+    if hold_ms > 0 then
+      redis.call('SET', key('hold_until'), now + hold_ms)
+    end
+  end
+end
+
+local function holding(now)
+  return now < tonumber(redis.call('GET', key('hold_until')) or '0')
+end
+
+-- After the hold, the held facilities that still have no live session flip offline, as of
+-- the end of the hold.
+local function release_held(now)
+  if redis.call('SCARD', key('held')) == 0 or holding(now) then
+    return
+  end
+  local since = tonumber(redis.call('GET', key('hold_until')) or now)
+  for _, fac in ipairs(redis.call('SMEMBERS', key('held'))) do
+    local fk = key('f:' .. fac)
+    if redis.call('SCARD', key('live:' .. fac)) == 0 and redis.call('HGET', fk, 'status') == 'online' then
+      flip(fac, redis.call('HGET', fk, 'region'), 'offline', since, now)
+    end
+  end
+  redis.call('DEL', key('held'))
+end
+
+-- Start an online segment for a session (new, or back after being offline).
+-- lean: `fresh` (no hash existed) skips clearing fields and the ended entry it cannot have.
+local function go_online(member, sess, user, fac, region, at, deadline, now, fresh)
+  local sk = key('s:' .. member)
+  redis.call('HSET', sk, 'user', user, 'facility', fac, 'region', region,
+    'started', at, 'last', at, 'deadline', deadline)
+  if not fresh then
+    redis.call('HDEL', sk, 'offline', 'reason')
+    redis.call('ZREM', ENDED, member)
+  end
+  redis.call('ZADD', DEADLINES, deadline, member)
+  redis.call('SADD', key('region:' .. region), fac)
+  if redis.call('SADD', key('live:' .. fac), sess) == 1 then
+    mark_dirty(fac)
+    if redis.call('HGET', key('f:' .. fac), 'status') ~= 'online' then
+      flip(fac, region, 'online', at, now)
+    end
+  end
+end
+
+-- End a session's online segment at `at` (its own end, or its deadline when it expired).
+-- lean: a caller that already read user and started passes them (`known`), and `last` is
+-- written in the same HSET.
+local function go_offline(member, sess, fac, region, at, reason, now, known, last)
+  local sk = key('s:' .. member)
+  local h = known or redis.call('HMGET', sk, 'user', 'started')
+  if last then
+    redis.call('HSET', sk, 'offline', at, 'reason', reason, 'deadline', at, 'last', last)
+  else
+    redis.call('HSET', sk, 'offline', at, 'reason', reason, 'deadline', at)
+  end
+  redis.call('ZREM', DEADLINES, member)
+  redis.call('ZADD', ENDED, at, member)
+  redis.call('RPUSH', key('journal'), cjson.encode({
+    kind = 'segment', session_id = sess, user_id = h[1], facility_id = fac, region = region,
+    start_ms = tonumber(h[2]), end_ms = at, reason = reason }))
+  if redis.call('SREM', key('live:' .. fac), sess) == 1 then
+    mark_dirty(fac)
+    if redis.call('SCARD', key('live:' .. fac)) == 0
+      and redis.call('HGET', key('f:' .. fac), 'status') == 'online' then
+      if holding(now) then
+        redis.call('SADD', key('held'), fac)
+      else
+        flip(fac, region, 'offline', at, now)
+      end
+    end
+  end
+end
