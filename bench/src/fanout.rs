@@ -16,7 +16,6 @@
 
 use crate::report::{Figure, On, Report, Target};
 use crate::{BenchError, Options, Progress, median, now_us};
-use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use futures::{SinkExt, StreamExt};
 use presence::auth::{Authenticator, DevTokenSigner, Identity};
 use presence::config::{Env, SessionSettings};
@@ -27,9 +26,10 @@ use presence::ingest::Ingest;
 use presence::protocol::{FacilityStatus, PushMessage, Status, StatusEvent};
 use presence::queue::MemoryQueue;
 use presence::sessions::SessionStore;
-use presence_local::{LocalWebSocketApi, Route, WebSocketApiConfig, WebSocketRoutes};
+use presence_local::stack::HubRoutes;
+use presence_local::{LocalWebSocketApi, WebSocketApiConfig};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -56,30 +56,6 @@ impl Config {
             connections: if quick { 200 } else { 10_000 },
             stale_share: 0.01,
             reps: if quick { 2 } else { 3 },
-        }
-    }
-}
-
-/// The WebSocket routes, wired to the ws-* handlers.
-struct Routes {
-    hub: OnceLock<Hub>,
-}
-
-#[async_trait::async_trait]
-impl WebSocketRoutes for Routes {
-    async fn invoke(
-        &self,
-        route: Route,
-        event: ApiGatewayWebsocketProxyRequest,
-    ) -> ApiGatewayProxyResponse {
-        let Some(hub) = self.hub.get() else {
-            return presence::hub::route_response(503, Some(("unavailable", "starting".into())));
-        };
-        let now = presence::now_ms();
-        match route {
-            Route::Connect => ws_connect::handle(hub, event, now).await,
-            Route::Disconnect => ws_disconnect::handle(hub, event, now).await,
-            Route::Default => ws_message::handle(hub, event, now).await,
         }
     }
 }
@@ -332,9 +308,7 @@ pub async fn run(
     let redis = crate::redis_server::RedisServer::start()?;
     let settings = SessionSettings::from_env(&Env::from_pairs::<&str, &str>([]))?;
     let store = SessionStore::new(redis.engine_connection().await?, &settings);
-    let routes = Arc::new(Routes {
-        hub: OnceLock::new(),
-    });
+    let routes = Arc::new(HubRoutes::default());
     let api = LocalWebSocketApi::start(
         "127.0.0.1:0".parse()?,
         WebSocketApiConfig::default(),

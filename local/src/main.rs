@@ -67,8 +67,21 @@ async fn main() -> std::process::ExitCode {
         }
     };
     println!("{}", stack.banner());
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("presence-local: cannot wait for Ctrl-C: {e}");
+    // Ctrl-C or SIGTERM: stop cleanly, so the private redis-server stops with the stack.
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("presence-local: cannot listen for SIGTERM: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            if let Err(e) = r {
+                eprintln!("presence-local: cannot wait for Ctrl-C: {e}");
+            }
+        }
+        _ = term.recv() => {}
     }
     println!("stopping…");
     stack.shutdown().await;
