@@ -48,6 +48,7 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
     let push = create_queue(&sqs, &unique("push")).await;
     let redis = RedisServer::start();
     let routes = Arc::new(HubRoutes::default());
+    let config = HubRoutes::api_config(config);
     let api = LocalWebSocketApi::start("127.0.0.1:0".parse().unwrap(), config, routes.clone())
         .await
         .unwrap();

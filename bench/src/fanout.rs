@@ -311,7 +311,7 @@ pub async fn run(
     let routes = Arc::new(HubRoutes::default());
     let api = LocalWebSocketApi::start(
         "127.0.0.1:0".parse()?,
-        WebSocketApiConfig::default(),
+        HubRoutes::api_config(WebSocketApiConfig::default()),
         routes.clone(),
     )
     .await?;

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::event::{ConnectionInfo, Inbound};
 use crate::{LiveGuard, Route, Shared};
+use aws_lambda_events::encodings::Body;
 
 /// Frames a connection's outbox holds before `PostToConnection` answers 429.
 pub(crate) const OUTBOX_CAPACITY: usize = 256;
@@ -133,7 +134,7 @@ pub(crate) async fn run(shared: Arc<Shared>, accepted: Accepted, socket: WebSock
     let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
     let dispatcher = tokio::spawn(dispatch_loop(
         shared.clone(),
-        connection.info.clone(),
+        connection.clone(),
         dispatch_rx,
     ));
     let mut shutdown = shared.shutdown.subscribe();
@@ -344,23 +345,38 @@ async fn write_loop(
     }
 }
 
-/// Invokes `$default` for each data message, in arrival order, one at a time.
+/// Invokes `$default` for each data message, in arrival order, one at a time. With a route
+/// response on `$default` (two-way communication), the integration's response body goes back
+/// to the client as a frame, as API Gateway does; without one it is discarded.
 async fn dispatch_loop(
     shared: Arc<Shared>,
-    info: Arc<ConnectionInfo>,
+    connection: Arc<Connection>,
     mut inbound: mpsc::UnboundedReceiver<Inbound>,
 ) {
+    let info = &connection.info;
     while let Some(message) = inbound.recv().await {
-        let event = shared.events.message(&info, message);
+        let event = shared.events.message(info, message);
         let response = shared.invoke(Route::Default, event).await;
-        // Without a route response API Gateway discards the integration's answer; replies go
-        // through the management API.
         if !(200..300).contains(&response.status_code) {
             debug!(
                 connection_id = %info.id,
                 status = response.status_code,
                 "$default returned a non-2xx status"
             );
+        }
+        if !shared.config.default_route_response {
+            continue;
+        }
+        let frame = match response.body {
+            Some(Body::Text(text)) if !text.is_empty() => Message::Text(Utf8Bytes::from(text)),
+            Some(Body::Binary(bytes)) if !bytes.is_empty() => Message::Binary(bytes.into()),
+            _ => continue,
+        };
+        // The same outbox as posted frames, so the client sees them in the order they were
+        // produced; a client that does not read loses the route response, as a post would
+        // get 429.
+        if let Err(error) = connection.outbox.try_send(frame) {
+            warn!(connection_id = %info.id, %error, "route response not delivered");
         }
     }
 }

@@ -115,8 +115,9 @@ impl Route {
 #[async_trait::async_trait]
 pub trait WebSocketRoutes: Send + Sync + 'static {
     /// Handles one event. For `$connect`, a non-2xx `status_code` refuses the connection with
-    /// that HTTP status (and the response's body and headers); the answers of `$default` and
-    /// `$disconnect` are discarded, as API Gateway does without route responses.
+    /// that HTTP status (and the response's body and headers); the answer of `$disconnect` is
+    /// discarded, and so is `$default`'s unless [`WebSocketApiConfig::default_route_response`]
+    /// is set, as in API Gateway.
     async fn invoke(
         &self,
         route: Route,
@@ -137,6 +138,9 @@ pub struct WebSocketApiConfig {
     pub idle_timeout: Duration,
     /// A connection is closed this long after it was accepted. Default 2 h.
     pub max_connection: Duration,
+    /// Whether `$default` has a route response (two-way communication): the integration's
+    /// response body is then sent back to the client. Default false, as in API Gateway.
+    pub default_route_response: bool,
 }
 
 impl Default for WebSocketApiConfig {
@@ -147,6 +151,7 @@ impl Default for WebSocketApiConfig {
             max_message_bytes: 128 * 1024,
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection: Duration::from_secs(2 * 60 * 60),
+            default_route_response: false,
         }
     }
 }

@@ -149,6 +149,17 @@ pub struct HubRoutes {
     pub hub: OnceLock<Hub>,
 }
 
+impl HubRoutes {
+    /// The API these routes expect, as `template.yaml` defines it: `$default` with a route
+    /// response (ws-message's replies are its response bodies). Limits are `base`'s.
+    pub fn api_config(base: WebSocketApiConfig) -> WebSocketApiConfig {
+        WebSocketApiConfig {
+            default_route_response: true,
+            ..base
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl WebSocketRoutes for HubRoutes {
     async fn invoke(
@@ -320,11 +331,11 @@ impl LocalStack {
         // The WebSocket API first: the hub posts to its management endpoint.
         let routes = Arc::new(HubRoutes::default());
         let ws_addr = SocketAddr::from(([127, 0, 0, 1], options.ws_port));
-        let ws_config = WebSocketApiConfig {
+        let ws_config = HubRoutes::api_config(WebSocketApiConfig {
             idle_timeout: env.seconds_or("WS_IDLE_TIMEOUT_SECONDS", 600, 1..=7200)?,
             max_connection: env.seconds_or("WS_MAX_CONNECTION_SECONDS", 7200, 1..=86_400)?,
             ..WebSocketApiConfig::default()
-        };
+        });
         let ws = LocalWebSocketApi::start(ws_addr, ws_config, routes.clone())
             .await
             .map_err(|source| StackError::Listen {

@@ -19,6 +19,9 @@ use crate::event::{ConnectionInfo, user_agent};
 use crate::ids::{new_id, now_ms};
 use crate::{Route, Shared};
 
+/// Read buffer per connection; larger frames are still read, in several reads.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Invokes `$connect` *before* answering the handshake, like API Gateway: a non-2xx answer
 /// refuses the upgrade with that status; a 2xx answer registers the connection (so the
 /// management API knows it from now on) and switches protocols.
@@ -70,7 +73,11 @@ pub(crate) async fn handle(
         return refusal(response);
     }
 
+    // Small buffers: frames here are small and connections many (tungstenite's 128 KiB
+    // defaults cost 256 KiB of zeroed memory per connection).
     let mut upgrade = upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .max_frame_size(shared.config.max_frame_bytes)
         .max_message_size(shared.config.max_message_bytes);
     // A `$connect` integration chooses the subprotocol by answering with this header.

@@ -39,8 +39,9 @@ struct Recorded {
 }
 
 /// Test integrations: record every event; `$connect` needs a `token` query parameter (401
-/// otherwise); `$default` answers nothing to the client (replies go through the management
-/// API). A `$default` body of `block` waits for a permit of `gate`.
+/// otherwise); `$default` answers a body of `echo:<x>` with `re:<x>` (which reaches the client
+/// only with a route response) and anything else with no body. A `$default` body of `block`
+/// waits for a permit of `gate`.
 struct Recorder {
     events: Mutex<Vec<Recorded>>,
     gate: Semaphore,
@@ -86,6 +87,12 @@ impl WebSocketRoutes for Recorder {
             Route::Default => {
                 if body.as_deref() == Some("block") {
                     let _permit = self.gate.acquire().await.unwrap();
+                }
+                // A body to send back when `$default` has a route response.
+                if let Some(text) = body.as_deref().and_then(|b| b.strip_prefix("echo:")) {
+                    response.body = Some(aws_lambda_events::encodings::Body::Text(format!(
+                        "re:{text}"
+                    )));
                 }
                 // Out-of-order delivery would show if invocations overlapped.
                 if let Some(delay) = body.as_deref().and_then(|b| b.strip_prefix("seq-")) {
@@ -707,4 +714,51 @@ async fn every_accepted_connect_gets_a_disconnect_whenever_the_client_leaves() {
         connects.len()
     );
     assert!(api.connection_ids().is_empty());
+}
+
+#[tokio::test]
+async fn default_route_responses_reach_the_client_only_when_configured() {
+    for two_way in [false, true] {
+        let (api, recorder) = start(WebSocketApiConfig {
+            default_route_response: two_way,
+            ..WebSocketApiConfig::default()
+        })
+        .await;
+        let mut ws = connect(&api, "token=t").await;
+        let id = recorder.last_connection_id();
+        ws.send(Message::text("echo:a")).await.unwrap();
+        ws.send(Message::text("no reply")).await.unwrap();
+        ws.send(Message::text("echo:b")).await.unwrap();
+        recorder
+            .wait_until("3 $default events", |events| {
+                events.iter().filter(|e| e.route == Route::Default).count() == 3
+            })
+            .await;
+        // A posted marker after the three: whatever the client reads before it came from
+        // the route responses.
+        management_client(&api)
+            .await
+            .post_to_connection()
+            .connection_id(&id)
+            .data(Blob::new("marker"))
+            .send()
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        loop {
+            match next(&mut ws).await {
+                Some(Ok(Message::Text(t))) if t.as_str() == "marker" => break,
+                Some(Ok(Message::Text(t))) => got.push(t.to_string()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let expected: Vec<String> = if two_way {
+            vec!["re:a".into(), "re:b".into()]
+        } else {
+            vec![]
+        };
+        assert_eq!(got, expected, "two-way {two_way}");
+        drop(ws);
+        api.shutdown().await;
+    }
 }

@@ -1,8 +1,12 @@
 //! ws-message: the WebSocket `$default` route — every client frame.
 //!
-//! Replies (and `error` frames for bad input) are posted to the caller through the
-//! management API; the route's own response carries nothing to the client.
+//! The route has a route response (two-way communication), so the reply to the caller —
+//! `pong`, `heartbeat`, `joined`, `sent`, `snapshot`, or an `error` frame for bad input — is
+//! this function's response body, which API Gateway sends back on the same connection without
+//! a management-API call. Frames for anyone else (the user's other devices, a group) are
+//! posted through the management API.
 
+use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use presence::hub::{Hub, ServerMessage, route_response};
 
@@ -24,14 +28,12 @@ pub async fn handle(
                 None,
                 None,
             );
-            hub.deliver(&[id.to_owned()], &reply.to_json(), now_ms)
-                .await;
-            return route_response(200, None);
+            return with_reply(200, &reply);
         }
         (None, false) => "",
     };
     match hub.message(id, body, now_ms).await {
-        Ok(()) => route_response(200, None),
+        Ok(reply) => with_reply(200, &reply),
         Err(e) => {
             tracing::error!(connection = %id, error = %e, "message not handled");
             let reply = ServerMessage::error(
@@ -40,9 +42,14 @@ pub async fn handle(
                 None,
                 None,
             );
-            hub.deliver(&[id.to_owned()], &reply.to_json(), now_ms)
-                .await;
-            route_response(500, None)
+            with_reply(500, &reply)
         }
     }
+}
+
+/// The route response: `status`, and the frame for the caller as the body.
+fn with_reply(status: u16, reply: &ServerMessage) -> ApiGatewayProxyResponse {
+    let mut r = route_response(status, None);
+    r.body = Some(Body::Text(reply.to_json()));
+    r
 }

@@ -74,6 +74,27 @@ fn default_bin() -> String {
         .into_owned()
 }
 
+/// 10 000 clients with tungstenite's 128 KiB default buffers would need 2.5 GiB.
+fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+}
+
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // fields after the parenthesised command name: state is field 3, utime 14, stime 15
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -135,11 +156,15 @@ async fn client(
     };
     let url = format!("{ws_url}?token={token}&session_id=soak-{i}");
     loop {
-        let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await.map_err(|e| {
-            if c.errors.load(Ordering::Relaxed) < 3 {
-                eprintln!("soak: connect failed: {e}");
-            }
-        }) else {
+        let Ok((ws, _)) =
+            tokio_tungstenite::connect_async_with_config(&url, Some(small_buffers()), false)
+                .await
+                .map_err(|e| {
+                    if c.errors.load(Ordering::Relaxed) < 3 {
+                        eprintln!("soak: connect failed: {e}");
+                    }
+                })
+        else {
             c.errors.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
@@ -152,10 +177,10 @@ async fn client(
                 if let Message::Text(t) = m {
                     if t.contains("\"type\":\"heartbeat\"") {
                         counters.acked.fetch_add(1, Ordering::Relaxed);
-                    } else if t.contains("\"type\":\"error\"") {
-                        if counters.errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                            eprintln!("soak: error frame {t}");
-                        }
+                    } else if t.contains("\"type\":\"error\"")
+                        && counters.errors.fetch_add(1, Ordering::Relaxed) < 3
+                    {
+                        eprintln!("soak: error frame {t}");
                     }
                 }
             }
@@ -282,10 +307,13 @@ async fn main() -> std::process::ExitCode {
             facility: FacilityId::parse("soak-watch-desk").expect("id"),
             region: RegionId::parse(&format!("soak-reg-{r}")).expect("id"),
         };
-        let (ws, _) =
-            tokio_tungstenite::connect_async(format!("{ws_url}?token={}", signer.sign(&id, exp)))
-                .await
-                .expect("watcher connects");
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(
+            format!("{ws_url}?token={}", signer.sign(&id, exp)),
+            Some(small_buffers()),
+            false,
+        )
+        .await
+        .expect("watcher connects");
         watchers.push(ws);
     }
     let watch_tasks: Vec<_> = watchers
@@ -313,6 +341,9 @@ async fn main() -> std::process::ExitCode {
         }
     }
     let started = Instant::now();
+    let me = std::process::id();
+    let (stack_cpu0, clients_cpu0) = (cpu_seconds(pid), cpu_seconds(me));
+    let mut last_cpu = stack_cpu0;
     let total = Duration::from_secs_f64(o.minutes * 60.0);
     let mut rss = Vec::new();
     let (mut last_sent, mut last_acked) = (0, 0);
@@ -324,19 +355,23 @@ async fn main() -> std::process::ExitCode {
         );
         let r = rss_kib(pid);
         rss.push((started.elapsed().as_secs(), r));
+        let cpu = cpu_seconds(pid);
         eprintln!(
-            "soak: {:>4}s  open {:>6}  sent {:>7.0}/s  acked {:>7.0}/s  reconnects {:>6}  errors {:>5}  stack RSS {:>7} KiB",
+            "soak: {:>4}s  open {:>6}  sent {:>7.0}/s  acked {:>7.0}/s  reconnects {:>6}  errors {:>5}  stack RSS {:>7} KiB  stack CPU {:>3.0} %",
             started.elapsed().as_secs(),
             counters.open.load(Ordering::Relaxed),
             (sent - last_sent) as f64 / 10.0,
             (acked - last_acked) as f64 / 10.0,
             counters.reconnects.load(Ordering::Relaxed),
             counters.errors.load(Ordering::Relaxed),
-            r
+            r,
+            (cpu - last_cpu) * 10.0
         );
-        (last_sent, last_acked) = (sent, acked);
+        (last_sent, last_acked, last_cpu) = (sent, acked, cpu);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let stack_cpu = (cpu_seconds(pid) - stack_cpu0) / elapsed * 100.0;
+    let clients_cpu = (cpu_seconds(me) - clients_cpu0) / elapsed * 100.0;
     for _ in 0..3 {
         stop.notify_waiters();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -384,9 +419,12 @@ async fn main() -> std::process::ExitCode {
             facility: FacilityId::parse("soak-watch-desk").expect("id"),
             region: RegionId::parse(&format!("soak-reg-{r}")).expect("id"),
         };
-        let Ok((mut ws, _)) =
-            tokio_tungstenite::connect_async(format!("{ws_url}?token={}", signer.sign(&id, exp)))
-                .await
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async_with_config(
+            format!("{ws_url}?token={}", signer.sign(&id, exp)),
+            Some(small_buffers()),
+            false,
+        )
+        .await
         else {
             continue;
         };
@@ -436,6 +474,9 @@ async fn main() -> std::process::ExitCode {
         counters.errors.load(Ordering::Relaxed)
     );
     println!("  stack RSS            first {first} KiB, last {last} KiB, max {max} KiB");
+    println!(
+        "  CPU (of one core)    stack {stack_cpu:.0} %, clients {clients_cpu:.0} % (redis-server not counted)"
+    );
     println!("  queues drained       {drained_at:.1} s after the clients stopped");
     println!("  flips lost           {behind} of {facilities} facilities behind the live snapshot");
     println!(

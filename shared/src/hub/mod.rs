@@ -3,7 +3,8 @@
 //! Every connection is in its user's, facility's and region's group; users join and leave
 //! free groups for all their devices at once. The registry lives in DynamoDB
 //! ([`registry`]), frames go out through the management API ([`gateway`]), and nothing is
-//! kept in server memory, so any function instance can serve any connection.
+//! kept in server memory but a short-lived cache of connections already read ([`cache`]), so
+//! any function instance can serve any connection.
 //!
 //! # Layout
 //!
@@ -11,8 +12,11 @@
 //! - [`messages`]: client actions and server messages.
 //! - [`registry`]: connections and memberships (DynamoDB).
 //! - [`gateway`]: posting to connections (API Gateway management API).
+//! - [`cache`]: connections this instance has read, so `$default` reads the table once per
+//!   connection rather than once per frame.
 //! - [`Hub`] (here): `$connect`, `$disconnect`, `$default` and push fan-out.
 
+pub mod cache;
 pub mod gateway;
 pub mod groups;
 pub mod messages;
@@ -54,6 +58,10 @@ pub struct HubSettings {
     pub retry_delay: Duration,
     /// Members resolved to connections at once for a free group.
     pub member_concurrency: usize,
+    /// Connections remembered by `$default` (0 reads the registry for every frame).
+    pub cached_connections: usize,
+    /// How long a remembered connection is used before it is read again.
+    pub connection_cache_ttl: Duration,
 }
 
 impl Default for HubSettings {
@@ -63,6 +71,9 @@ impl Default for HubSettings {
             post_attempts: 4,
             retry_delay: Duration::from_millis(50),
             member_concurrency: 16,
+            cached_connections: 50_000,
+            // API Gateway closes every connection after 2 hours, and its item never changes.
+            connection_cache_ttl: Duration::from_secs(2 * 60 * 60),
         }
     }
 }
@@ -112,6 +123,7 @@ pub struct Hub {
     settings: HubSettings,
     /// Per connection: a burst of 20 frames refilled at 10 a second (per function instance).
     limiter: Arc<crate::ratelimit::RateLimiter>,
+    connections: Arc<cache::ConnectionCache>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -154,6 +166,10 @@ impl Hub {
             ingest,
             settings,
             limiter: Arc::new(crate::ratelimit::RateLimiter::new(20, 10.0)),
+            connections: Arc::new(cache::ConnectionCache::new(
+                settings.cached_connections,
+                i64::try_from(settings.connection_cache_ttl.as_millis()).unwrap_or(i64::MAX),
+            )),
         }
     }
 
@@ -216,6 +232,7 @@ impl Hub {
         connection_id: &str,
         now_ms: i64,
     ) -> Result<Option<Connection>, HubError> {
+        self.connections.forget(connection_id);
         let removed = self
             .registry
             .remove(connection_id)
@@ -258,67 +275,72 @@ impl Hub {
         Ok(())
     }
 
-    /// `$default`: one client frame. Replies and errors go to the caller's connection.
+    /// The connection `$default` serves: from the cache, else from the registry.
+    async fn connection(&self, id: &str, now_ms: i64) -> Result<Option<Connection>, HubError> {
+        if let Some(c) = self.connections.get(id, now_ms) {
+            return Ok(Some(c));
+        }
+        let found = self
+            .registry
+            .get(id)
+            .await
+            .map_err(|e| HubError::Unavailable(e.to_string()))?;
+        if let Some(c) = &found {
+            self.connections.put(c, now_ms);
+        }
+        Ok(found)
+    }
+
+    /// `$default`: one client frame. Returns the reply to the caller (an `error` frame for a
+    /// bad frame or a refused action), which the route response carries back on the same
+    /// connection; frames for anyone else (the user's other devices, a group) are posted.
+    /// `Err` only when the backend failed before the frame could be looked at.
     pub async fn message(
         &self,
         connection_id: &str,
         body: &str,
         now_ms: i64,
-    ) -> Result<(), HubError> {
-        let connection = match self.registry.get(connection_id).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                self.reply(
-                    connection_id,
-                    &ServerMessage::error(
-                        "unknown_connection",
-                        "reconnect: this connection is not registered",
-                        None,
-                        None,
-                    ),
-                    now_ms,
-                )
-                .await;
-                return Ok(());
-            }
-            Err(e) => return Err(HubError::Unavailable(e.to_string())),
+    ) -> Result<ServerMessage, HubError> {
+        let Some(connection) = self.connection(connection_id, now_ms).await? else {
+            return Ok(ServerMessage::error(
+                "unknown_connection",
+                "reconnect: this connection is not registered",
+                None,
+                None,
+            ));
         };
         if !self.limiter.allow(connection_id, now_ms) {
-            let reply = ServerMessage::error(
+            return Ok(ServerMessage::error(
                 "rate_limited",
                 "too many frames on this connection; slow down",
                 None,
                 None,
-            );
-            self.reply(connection_id, &reply, now_ms).await;
-            return Ok(());
+            ));
         }
         let (action, reference) = match messages::parse_frame(body) {
             Ok(parsed) => parsed,
             Err(e) => {
-                self.reply(
-                    connection_id,
-                    &ServerMessage::error(e.code, e.message, e.action, e.reference),
-                    now_ms,
-                )
-                .await;
-                return Ok(());
+                return Ok(ServerMessage::error(
+                    e.code,
+                    e.message,
+                    e.action,
+                    e.reference,
+                ));
             }
         };
         let name = action_name(&action);
-        if let Err(err) = self
+        match self
             .dispatch(&connection, action, reference.clone(), now_ms)
             .await
         {
-            let (code, message) = err;
-            self.reply(
-                connection_id,
-                &ServerMessage::error(code, message, Some(name.to_owned()), reference),
-                now_ms,
-            )
-            .await;
+            Ok(reply) => Ok(reply),
+            Err((code, message)) => Ok(ServerMessage::error(
+                code,
+                message,
+                Some(name.to_owned()),
+                reference,
+            )),
         }
-        Ok(())
     }
 
     async fn dispatch(
@@ -327,7 +349,7 @@ impl Hub {
         action: ClientAction,
         reference: Option<Value>,
         now_ms: i64,
-    ) -> Result<(), (&'static str, String)> {
+    ) -> Result<ServerMessage, (&'static str, String)> {
         let identity = Identity {
             user: c.user.clone(),
             facility: c.facility.clone(),
@@ -341,10 +363,7 @@ impl Hub {
             )
         };
         match action {
-            ClientAction::Ping => {
-                self.reply(&c.id, &ServerMessage::Pong { reference }, now_ms)
-                    .await
-            }
+            ClientAction::Ping => Ok(ServerMessage::Pong { reference }),
             ClientAction::Heartbeat { session_id, state } => {
                 let accepted = self
                     .ingest
@@ -354,15 +373,10 @@ impl Hub {
                         crate::ingest::IngestError::RateLimited => ("rate_limited", e.to_string()),
                         other => unavailable(&other),
                     })?;
-                self.reply(
-                    &c.id,
-                    &ServerMessage::HeartbeatAck {
-                        interval_s: accepted.interval_s,
-                        reference,
-                    },
-                    now_ms,
-                )
-                .await;
+                Ok(ServerMessage::HeartbeatAck {
+                    interval_s: accepted.interval_s,
+                    reference,
+                })
             }
             ClientAction::Join { group } => {
                 self.policy
@@ -374,40 +388,27 @@ impl Hub {
                     .join(&c.user, &name, now_ms)
                     .await
                     .map_err(|e| unavailable(&e))?;
-                self.to_user_devices(
+                self.to_other_devices(
                     c,
                     ServerMessage::Joined {
                         group: name.clone(),
                         reference: None,
                     },
-                    ServerMessage::Joined {
-                        group: name.clone(),
-                        reference,
-                    },
                     now_ms,
                 )
                 .await;
                 if new {
-                    let others = self
-                        .group_connections(&group)
-                        .await
-                        .map_err(|e| unavailable(&e))?;
-                    let targets: Vec<String> = others
-                        .into_iter()
-                        .filter(|(_, u)| *u != c.user)
-                        .map(|(id, _)| id)
-                        .collect();
-                    self.deliver(
-                        &targets,
-                        &ServerMessage::MemberJoined {
-                            group: name,
-                            user: c.user.clone(),
-                        }
-                        .to_json(),
-                        now_ms,
-                    )
-                    .await;
+                    let joined = ServerMessage::MemberJoined {
+                        group: name.clone(),
+                        user: c.user.clone(),
+                    };
+                    self.to_other_members(&group, &c.user, &joined, now_ms)
+                        .await;
                 }
+                Ok(ServerMessage::Joined {
+                    group: name,
+                    reference,
+                })
             }
             ClientAction::Leave { group } => {
                 if group.is_automatic() {
@@ -423,49 +424,29 @@ impl Hub {
                     .await
                     .map_err(|e| unavailable(&e))?;
                 if !was_member {
-                    self.reply(
-                        &c.id,
-                        &ServerMessage::Left {
-                            group: name,
-                            reference,
-                        },
-                        now_ms,
-                    )
-                    .await;
-                    return Ok(());
+                    return Ok(ServerMessage::Left {
+                        group: name,
+                        reference,
+                    });
                 }
-                self.to_user_devices(
+                self.to_other_devices(
                     c,
                     ServerMessage::Left {
                         group: name.clone(),
                         reference: None,
                     },
-                    ServerMessage::Left {
-                        group: name.clone(),
-                        reference,
-                    },
                     now_ms,
                 )
                 .await;
-                let remaining = self
-                    .group_connections(&group)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                let targets: Vec<String> = remaining
-                    .into_iter()
-                    .filter(|(_, u)| *u != c.user)
-                    .map(|(id, _)| id)
-                    .collect();
-                self.deliver(
-                    &targets,
-                    &ServerMessage::MemberLeft {
-                        group: name,
-                        user: c.user.clone(),
-                    }
-                    .to_json(),
-                    now_ms,
-                )
-                .await;
+                let left = ServerMessage::MemberLeft {
+                    group: name.clone(),
+                    user: c.user.clone(),
+                };
+                self.to_other_members(&group, &c.user, &left, now_ms).await;
+                Ok(ServerMessage::Left {
+                    group: name,
+                    reference,
+                })
             }
             ClientAction::Send {
                 group,
@@ -491,16 +472,11 @@ impl Hub {
                 }
                 .to_json();
                 let report = self.deliver(&targets, &frame, now_ms).await;
-                self.reply(
-                    &c.id,
-                    &ServerMessage::Sent {
-                        group: name,
-                        delivered: report.delivered,
-                        reference,
-                    },
-                    now_ms,
-                )
-                .await;
+                Ok(ServerMessage::Sent {
+                    group: name,
+                    delivered: report.delivered,
+                    reference,
+                })
             }
             ClientAction::Members { group } => {
                 self.require_member(&identity, &group).await?;
@@ -520,16 +496,11 @@ impl Hub {
                         .map(|(_, u)| u)
                         .collect(),
                 };
-                self.reply(
-                    &c.id,
-                    &ServerMessage::Members {
-                        group: group.to_string(),
-                        users: users.into_iter().collect(),
-                        reference,
-                    },
-                    now_ms,
-                )
-                .await;
+                Ok(ServerMessage::Members {
+                    group: group.to_string(),
+                    users: users.into_iter().collect(),
+                    reference,
+                })
             }
             ClientAction::Snapshot { region } => {
                 let region = region.unwrap_or_else(|| c.region.clone());
@@ -541,19 +512,13 @@ impl Hub {
                     .snapshot(&region)
                     .await
                     .map_err(|e| unavailable(&e))?;
-                self.reply(
-                    &c.id,
-                    &ServerMessage::Snapshot {
-                        region,
-                        facilities,
-                        reference,
-                    },
-                    now_ms,
-                )
-                .await;
+                Ok(ServerMessage::Snapshot {
+                    region,
+                    facilities,
+                    reference,
+                })
             }
         }
-        Ok(())
     }
 
     async fn require_member(
@@ -582,14 +547,9 @@ impl Hub {
         }
     }
 
-    /// `to_others` to the user's other devices, `to_caller` (with the `ref`) to the caller.
-    async fn to_user_devices(
-        &self,
-        c: &Connection,
-        to_others: ServerMessage,
-        to_caller: ServerMessage,
-        now_ms: i64,
-    ) {
+    /// `to_others` to the user's other devices (the caller gets its own copy, with the
+    /// `ref`, as the reply).
+    async fn to_other_devices(&self, c: &Connection, to_others: ServerMessage, now_ms: i64) {
         match self.registry.user_connections(&c.user).await {
             Ok(ids) => {
                 let others: Vec<String> = ids.into_iter().filter(|id| *id != c.id).collect();
@@ -597,12 +557,28 @@ impl Hub {
             }
             Err(e) => tracing::error!(error = %e, "user's devices not found"),
         }
-        self.reply(&c.id, &to_caller, now_ms).await;
     }
 
-    async fn reply(&self, connection_id: &str, message: &ServerMessage, now_ms: i64) {
-        self.deliver(&[connection_id.to_owned()], &message.to_json(), now_ms)
-            .await;
+    /// `message` to the group's connections of every user but `except`. The membership
+    /// change it announces has happened already, so a failure is logged, not returned.
+    async fn to_other_members(
+        &self,
+        group: &Group,
+        except: &UserId,
+        message: &ServerMessage,
+        now_ms: i64,
+    ) {
+        match self.group_connections(group).await {
+            Ok(members) => {
+                let targets: Vec<String> = members
+                    .into_iter()
+                    .filter(|(_, u)| u != except)
+                    .map(|(id, _)| id)
+                    .collect();
+                self.deliver(&targets, &message.to_json(), now_ms).await;
+            }
+            Err(e) => tracing::error!(error = %e, %group, "group members not found"),
+        }
     }
 
     /// The connections of a group with their users.
