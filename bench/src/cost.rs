@@ -100,7 +100,7 @@ pub struct Design {
     pub socket_lifecycle: bool,
     /// ws-message answers each heartbeat frame (`heartbeat {interval_s}`).
     pub ack: bool,
-    /// ws-message reads the connection's item (identity) for each frame.
+    /// ws-message reads the connection's item (identity), once per connection per instance.
     pub registry_read: bool,
     /// Heartbeats go through the heartbeat queue (false: applied to Redis directly).
     pub queued: bool,
@@ -130,8 +130,9 @@ impl Design {
     }
 
     /// This design as built: sessions bound to the socket, a backstop heartbeat per browser on
-    /// the socket every `interval_s` (ws-message answers it, reads the connection item and
-    /// enqueues it), the consumer in batches of 500.
+    /// the socket every `interval_s` (ws-message answers it in its route response, reads the
+    /// connection item unless its instance has it, and enqueues it), the consumer in batches
+    /// of 500.
     pub fn this(interval_s: f64) -> Self {
         Self {
             name: format!(
@@ -278,10 +279,17 @@ pub fn hour(pop: &Population, d: &Design) -> Vec<Line> {
         LAMBDA_GB_S,
     ));
     if d.registry_read {
+        // Each ws-message instance keeps the connections it has read for their 2-hour life,
+        // so a connection's item is read at most once per instance that serves one of its
+        // frames: min(its frames in 2 h, the instances busy at once (Little's law)).
+        let instances = (requests / 3600.0 * d.ingest_ms / 1e3).ceil().max(1.0);
+        let misses_per_2h = (7200.0 / d.interval_s).min(instances);
         v.push(line(
-            "connection item read per frame (GetItem, 0.5 RRU)",
+            &format!(
+                "connection item read once per connection and instance ({instances:.0} instances; GetItem, 0.5 RRU)"
+            ),
             p,
-            requests * 0.5,
+            streams * misses_per_2h / 2.0 * 0.5,
             "RRU",
             DDB_READ,
         ));

@@ -410,16 +410,13 @@ pub async fn baseline(
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// The engine's heartbeat script as it is (`shared/lua`), and the prototype in `bench/proto`.
-const CURRENT_SCRIPT: &str = concat!(
+/// The engine's heartbeat script as it is (`shared/lua`), and the floor in `bench/proto`: a
+/// script that only reads its arguments.
+const ENGINE_SCRIPT: &str = concat!(
     include_str!("../../shared/lua/lib.lua"),
     include_str!("../../shared/lua/heartbeat.lua")
 );
 const FLOOR_SCRIPT: &str = include_str!("../proto/floor.lua");
-const LEAN_SCRIPT: &str = concat!(
-    include_str!("../proto/lib_lean.lua"),
-    include_str!("../proto/heartbeat_lean.lua")
-);
 
 /// Applies `batches` with `source` as `SessionStore::apply` does (records parsed, grouped by
 /// partition, sorted by time, one script call per partition per batch, partitions at once),
@@ -504,15 +501,16 @@ pub async fn scripted(
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// The current and the lean heartbeat script on the same workload, alternating; returns the
-/// best heartbeats/s of each and redis.call per heartbeat of each (`INFO commandstats`).
+/// The engine's heartbeat script and the floor script on the same workload, alternating;
+/// returns the best heartbeats/s of each and redis.call per heartbeat of each
+/// (`INFO commandstats`).
 async fn compare_scripts(
     cfg: &Config,
     redis: &RedisServer,
     settings: &SessionSettings,
     report: &mut Report,
     progress: &Progress,
-) -> Result<[(f64, f64); 3], BenchError> {
+) -> Result<[(f64, f64); 2], BenchError> {
     let per_run = (cfg.heartbeats / 2).max(5_000);
     let start_ms = presence::now_ms();
     let workload = || {
@@ -525,8 +523,7 @@ async fn compare_scripts(
         (warm, runs)
     };
     let variants = [
-        ("current", CURRENT_SCRIPT, "proto-current"),
-        ("lean", LEAN_SCRIPT, "proto-lean"),
+        ("engine", ENGINE_SCRIPT, "proto-engine"),
         ("floor (arguments only)", FLOOR_SCRIPT, "proto-floor"),
     ];
     let mut runs = Vec::new();
@@ -543,8 +540,8 @@ async fn compare_scripts(
         .await?;
         runs.push(r);
     }
-    let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    let mut calls = [0.0; 3];
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut calls = [0.0; 2];
     for rep in 0..cfg.reps {
         for (v, (name, source, base)) in variants.iter().enumerate() {
             let messages = runs[v].remove(0);
@@ -569,14 +566,14 @@ async fn compare_scripts(
                 .sum();
             calls[v] = inner as f64 / n as f64;
             progress.say(format!(
-                "rep {}: {name} heartbeat.lua (prototype harness): {:.0} hb/s, {:.2} redis.call per heartbeat",
+                "rep {}: {name} heartbeat.lua (script harness): {:.0} hb/s, {:.2} redis.call per heartbeat",
                 rep + 1,
                 n as f64 / secs,
                 calls[v]
             ));
             report.run(
                 "throughput",
-                format!("prototype harness: {name} heartbeat.lua"),
+                format!("script harness: {name} heartbeat.lua"),
                 n as u64,
                 secs,
                 n as f64 / secs,
@@ -586,7 +583,7 @@ async fn compare_scripts(
         }
     }
     // Best of the reps: interference from other work only ever slows a script down.
-    Ok([0, 1, 2].map(|v| (rates[v].iter().copied().fold(0.0, f64::max), calls[v])))
+    Ok([0, 1].map(|v| (rates[v].iter().copied().fold(0.0, f64::max), calls[v])))
 }
 
 pub async fn run(
@@ -762,7 +759,7 @@ pub async fn run(
         }
     }
 
-    let [(cur, cur_calls), (lean, lean_calls), (floor, _)] =
+    let [(engine, engine_calls), (floor, _)] =
         compare_scripts(&cfg, &redis, &settings, report, progress).await?;
 
     // The three figures side by side from the least disturbed rep: the one in which
@@ -823,18 +820,20 @@ pub async fn run(
     report.figure(
         Figure::new(
             "throughput",
-            format!(
-                "prototype: lean heartbeat.lua ({lean_calls:.2} vs {cur_calls:.2} redis.call/hb)"
-            ),
-            lean,
+            format!("script harness: engine heartbeat.lua ({engine_calls:.2} redis.call/hb)"),
+            engine,
             "hb/s",
         )
-        .against("current heartbeat.lua, same harness", cur, "hb/s"),
+        .against(
+            "script floor (arguments only, no redis.call)",
+            floor,
+            "hb/s",
+        ),
     );
     report.figure(
         Figure::new(
             "throughput",
-            "prototype: script floor (arguments only, no redis.call)",
+            "script harness: floor (arguments only, no redis.call)",
             floor,
             "hb/s",
         )

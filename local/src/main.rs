@@ -10,6 +10,20 @@
 use presence::config::Env;
 use presence_local::stack::{LocalStack, StackOptions};
 
+/// jemalloc gives freed memory back to the system (glibc's per-thread arenas keep what a
+/// burst of connections used), so the process's RSS follows what is live.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's own count of live and resident bytes (refreshed by advancing its epoch).
+fn heap() -> Option<presence_local::stack::HeapStats> {
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    Some(presence_local::stack::HeapStats {
+        allocated: tikv_jemalloc_ctl::stats::allocated::read().ok()? as u64,
+        resident: tikv_jemalloc_ctl::stats::resident::read().ok()? as u64,
+    })
+}
+
 fn parse_args(args: impl Iterator<Item = String>) -> Result<StackOptions, String> {
     let mut options = StackOptions::default();
     let mut args = args.peekable();
@@ -53,7 +67,10 @@ async fn main() -> std::process::ExitCode {
     presence::telemetry::init();
     presence::telemetry::print_metrics(false);
     let options = match parse_args(std::env::args().skip(1)) {
-        Ok(o) => o,
+        Ok(o) => StackOptions {
+            heap: Some(heap),
+            ..o
+        },
         Err(e) => {
             eprintln!("{e}");
             return std::process::ExitCode::from(2);

@@ -69,6 +69,17 @@ pub struct StackOptions {
     pub ws_port: u16,
     /// The dashboard's files.
     pub web_dir: PathBuf,
+    /// Reads the allocator's figures for `/dev/stats` (the binary knows its allocator).
+    pub heap: Option<fn() -> Option<HeapStats>>,
+}
+
+/// Memory as the allocator sees it, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HeapStats {
+    /// Live allocations.
+    pub allocated: u64,
+    /// Pages the allocator holds in memory.
+    pub resident: u64,
 }
 
 impl Default for StackOptions {
@@ -77,6 +88,7 @@ impl Default for StackOptions {
             http_port: 3000,
             ws_port: 3001,
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web")),
+            heap: None,
         }
     }
 }
@@ -190,10 +202,13 @@ struct AppState {
     stats: Stats,
 }
 
-/// What `/dev/stats` reports: queue depths and registered connections.
+/// What `/dev/stats` reports: queue depths, registered connections and the heap.
 struct Stats {
     registry: Option<Arc<MemoryConnectionRegistry>>,
+    /// The in-memory facilities table: its history items are data kept, not a leak.
+    facilities: Option<Arc<MemoryFacilityStore>>,
     queues: Vec<(&'static str, Arc<LocalQueue>)>,
+    heap: Option<fn() -> Option<HeapStats>>,
 }
 
 fn schedule_event(rule: &str) -> EventBridgeEvent {
@@ -298,10 +313,13 @@ impl LocalStack {
         let memory_registry = endpoint
             .is_none()
             .then(|| Arc::new(MemoryConnectionRegistry::new()));
+        let memory_facilities = endpoint
+            .is_none()
+            .then(|| Arc::new(MemoryFacilityStore::new()));
         let (registry, facilities): (Arc<dyn ConnectionRegistry>, Arc<dyn FacilityStore>) =
-            match &memory_registry {
-                Some(memory) => (memory.clone(), Arc::new(MemoryFacilityStore::new())),
-                None => {
+            match (&memory_registry, &memory_facilities) {
+                (Some(memory), Some(table)) => (memory.clone(), table.clone()),
+                _ => {
                     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
                     let connections = env
                         .get("CONNECTIONS_TABLE")
@@ -426,12 +444,14 @@ impl LocalStack {
             simulations: Mutex::new(HashMap::new()),
             stats: Stats {
                 registry: memory_registry,
+                facilities: memory_facilities,
                 queues: vec![
                     ("heartbeats", heartbeats.clone()),
                     ("heartbeats-dlq", heartbeat_dlq.clone()),
                     ("push", push.clone()),
                     ("push-dlq", push_dlq.clone()),
                 ],
+                heap: options.heap,
             },
         });
         let app = Router::new()
@@ -569,6 +589,8 @@ async fn stats_route(State(state): State<Arc<AppState>>) -> Response {
             r.sample(5).into_iter().map(|c| serde_json::json!({"id": c.id, "user": c.user, "connected_ms": c.connected_ms})).collect::<Vec<_>>()
         }),
         "queues": queues,
+        "heap": state.stats.heap.and_then(|read| read()),
+        "history_items": state.stats.facilities.as_ref().map(|f| f.history_len()),
     }))
     .into_response()
 }

@@ -28,19 +28,20 @@ for i = 5, #ARGV, 6 do
   local at, state = tonumber(ARGV[i + 4]), ARGV[i + 5]
   local member = fac .. '/' .. sess
   local sk = key('s:' .. member)
-  local h = redis.call('HMGET', sk, 'user', 'last', 'deadline', 'offline')
+  -- `started` read here too, so an end needs no second read.
+  local h = redis.call('HMGET', sk, 'user', 'last', 'deadline', 'offline', 'started')
   local code
   if not h[1] then
     if state == 'ended' then
       -- A tombstone, so that a delayed earlier heartbeat cannot bring the session back.
       redis.call('HSET', sk, 'user', user, 'facility', fac, 'region', region, 'started', at,
         'last', at, 'deadline', at, 'offline', at, 'reason', 'ended')
-      redis.call('ZADD', key('ended'), at, member)
+      redis.call('ZADD', ENDED, at, member)
       code = 'x'
     elseif at + ttl <= now then
       code = 't'
     else
-      go_online(member, sess, user, fac, region, at, at + ttl, now)
+      go_online(member, sess, user, fac, region, at, at + ttl, now, true)
       code = 'n'
     end
   elseif h[1] ~= user then
@@ -72,15 +73,16 @@ for i = 5, #ARGV, 6 do
         code = 's'
       end
     elseif state == 'ended' then
-      redis.call('HSET', sk, 'last', at)
-      go_offline(member, sess, fac, region, at, 'ended', now)
+      -- one HSET (last with the offline fields), no second HMGET.
+      go_offline(member, sess, fac, region, at, 'ended', now, { h[1], h[5] }, at)
       code = 'e'
+    elseif at + ttl > deadline then
+      -- last and deadline in one HSET.
+      redis.call('HSET', sk, 'last', at, 'deadline', at + ttl)
+      redis.call('ZADD', DEADLINES, at + ttl, member)
+      code = 'r'
     else
       redis.call('HSET', sk, 'last', at)
-      if at + ttl > deadline then
-        redis.call('HSET', sk, 'deadline', at + ttl)
-        redis.call('ZADD', key('deadlines'), at + ttl, member)
-      end
       code = 'r'
     end
   end

@@ -22,6 +22,8 @@ Keys under the prefix P:
 ]]
 local P = ARGV[1]
 local function key(s) return P .. ':' .. s end
+-- keys used per heartbeat are built once per call.
+local DEADLINES, ENDED = key('deadlines'), key('ended')
 local flips = {}
 
 -- A facility changed (count or status): its rev grows and the rollup will persist it.
@@ -78,13 +80,16 @@ local function release_held(now)
 end
 
 -- Start an online segment for a session (new, or back after being offline).
-local function go_online(member, sess, user, fac, region, at, deadline, now)
+-- `fresh` (no hash existed) skips clearing fields and the ended entry it cannot have.
+local function go_online(member, sess, user, fac, region, at, deadline, now, fresh)
   local sk = key('s:' .. member)
   redis.call('HSET', sk, 'user', user, 'facility', fac, 'region', region,
     'started', at, 'last', at, 'deadline', deadline)
-  redis.call('HDEL', sk, 'offline', 'reason')
-  redis.call('ZADD', key('deadlines'), deadline, member)
-  redis.call('ZREM', key('ended'), member)
+  if not fresh then
+    redis.call('HDEL', sk, 'offline', 'reason')
+    redis.call('ZREM', ENDED, member)
+  end
+  redis.call('ZADD', DEADLINES, deadline, member)
   redis.call('SADD', key('region:' .. region), fac)
   if redis.call('SADD', key('live:' .. fac), sess) == 1 then
     mark_dirty(fac)
@@ -95,12 +100,18 @@ local function go_online(member, sess, user, fac, region, at, deadline, now)
 end
 
 -- End a session's online segment at `at` (its own end, or its deadline when it expired).
-local function go_offline(member, sess, fac, region, at, reason, now)
+-- a caller that already read user and started passes them (`known`), and `last` is
+-- written in the same HSET.
+local function go_offline(member, sess, fac, region, at, reason, now, known, last)
   local sk = key('s:' .. member)
-  local h = redis.call('HMGET', sk, 'user', 'started')
-  redis.call('HSET', sk, 'offline', at, 'reason', reason, 'deadline', at)
-  redis.call('ZREM', key('deadlines'), member)
-  redis.call('ZADD', key('ended'), at, member)
+  local h = known or redis.call('HMGET', sk, 'user', 'started')
+  if last then
+    redis.call('HSET', sk, 'offline', at, 'reason', reason, 'deadline', at, 'last', last)
+  else
+    redis.call('HSET', sk, 'offline', at, 'reason', reason, 'deadline', at)
+  end
+  redis.call('ZREM', DEADLINES, member)
+  redis.call('ZADD', ENDED, at, member)
   redis.call('RPUSH', key('journal'), cjson.encode({
     kind = 'segment', session_id = sess, user_id = h[1], facility_id = fac, region = region,
     start_ms = tonumber(h[2]), end_ms = at, reason = reason }))

@@ -517,6 +517,11 @@ impl MemoryFacilityStore {
         Self::default()
     }
 
+    /// History items held (flips and session segments).
+    pub fn history_len(&self) -> usize {
+        self.with(|s| s.flips.len() + s.segments.len())
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut MemoryFacilities) -> T) -> T {
         f(&mut self.state.lock().expect("facilities lock"))
     }

@@ -30,6 +30,20 @@ impl RateLimiter {
         }
     }
 
+    /// Drops `key`'s bucket (its connection has gone).
+    pub fn forget(&self, key: &str) {
+        self.buckets.lock().expect("rate limiter lock").remove(key);
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.buckets.lock().expect("rate limiter lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Takes one token for `key` at `now_ms`; false when the bucket is empty.
     pub fn allow(&self, key: &str, now_ms: i64) -> bool {
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
@@ -69,6 +83,16 @@ mod tests {
         assert!(!l.allow("a", 500));
         assert!(l.allow("a", 1_000));
         assert!(!l.allow("a", 1_000));
+    }
+
+    #[test]
+    fn forgotten_keys_free_their_bucket() {
+        let l = RateLimiter::new(1, 0.0);
+        assert!(l.allow("a", 0));
+        assert!(!l.allow("a", 0));
+        l.forget("a");
+        assert!(l.is_empty());
+        assert!(l.allow("a", 0), "a new bucket");
     }
 
     #[test]

@@ -221,11 +221,22 @@ async fn client(
     }
 }
 
-/// A watcher of one region: the last version seen per facility.
-async fn watcher(mut ws: Ws, seen: Arc<std::sync::Mutex<HashMap<String, u64>>>) {
-    while let Some(Ok(m)) = ws.next().await {
-        if let Message::Text(t) = m {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+/// A watcher of one region: the last version seen per facility. It pings every minute, as
+/// a page does, so API Gateway's 10-minute idle timeout does not close it; a watcher whose
+/// socket ends anyway is counted in `lost`.
+async fn watcher(
+    ws: Ws,
+    seen: Arc<std::sync::Mutex<HashMap<String, u64>>>,
+    lost: Arc<AtomicUsize>,
+) {
+    let (mut tx, mut rx) = ws.split();
+    let mut ping = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            m = rx.next() => {
+                let Some(Ok(m)) = m else { break };
+                let Message::Text(t) = m else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else { continue };
                 if v["type"] == "facility.status" {
                     let f = v["facility_id"].as_str().unwrap_or_default().to_owned();
                     let version = v["version"].as_u64().unwrap_or(0);
@@ -234,8 +245,15 @@ async fn watcher(mut ws: Ws, seen: Arc<std::sync::Mutex<HashMap<String, u64>>>) 
                     *e = (*e).max(version);
                 }
             }
+            _ = ping.tick() => {
+                if tx.send(Message::text("{\"action\":\"ping\"}")).await.is_err() {
+                    break;
+                }
+            }
         }
     }
+    lost.fetch_add(1, Ordering::Relaxed);
+    eprintln!("soak: a watcher's socket ended: flips after this are not seen");
 }
 
 async fn fetch_stats(http: &str) -> serde_json::Value {
@@ -316,9 +334,10 @@ async fn main() -> std::process::ExitCode {
         .expect("watcher connects");
         watchers.push(ws);
     }
+    let watchers_lost = Arc::new(AtomicUsize::new(0));
     let watch_tasks: Vec<_> = watchers
         .into_iter()
-        .map(|ws| tokio::spawn(watcher(ws, seen.clone())))
+        .map(|ws| tokio::spawn(watcher(ws, seen.clone(), watchers_lost.clone())))
         .collect();
 
     let counters = Arc::new(Counters::default());
@@ -346,6 +365,8 @@ async fn main() -> std::process::ExitCode {
     let mut last_cpu = stack_cpu0;
     let total = Duration::from_secs_f64(o.minutes * 60.0);
     let mut rss = Vec::new();
+    // (live heap KiB, history items stored)
+    let mut heap: Vec<(u64, u64)> = Vec::new();
     let (mut last_sent, mut last_acked) = (0, 0);
     while started.elapsed() < total {
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -354,10 +375,13 @@ async fn main() -> std::process::ExitCode {
             counters.acked.load(Ordering::Relaxed),
         );
         let r = rss_kib(pid);
+        let stats = fetch_stats(&http).await;
+        let live = stats["heap"]["allocated"].as_u64().unwrap_or(0) / 1024;
         rss.push((started.elapsed().as_secs(), r));
+        heap.push((live, stats["history_items"].as_u64().unwrap_or(0)));
         let cpu = cpu_seconds(pid);
         eprintln!(
-            "soak: {:>4}s  open {:>6}  sent {:>7.0}/s  acked {:>7.0}/s  reconnects {:>6}  errors {:>5}  stack RSS {:>7} KiB  stack CPU {:>3.0} %",
+            "soak: {:>4}s  open {:>6}  sent {:>7.0}/s  acked {:>7.0}/s  reconnects {:>6}  errors {:>5}  stack RSS {:>7} KiB  heap {:>7} KiB  history {:>6}  stack CPU {:>3.0} %",
             started.elapsed().as_secs(),
             counters.open.load(Ordering::Relaxed),
             (sent - last_sent) as f64 / 10.0,
@@ -365,6 +389,8 @@ async fn main() -> std::process::ExitCode {
             counters.reconnects.load(Ordering::Relaxed),
             counters.errors.load(Ordering::Relaxed),
             r,
+            live,
+            heap.last().map(|h| h.1).unwrap_or(0),
             (cpu - last_cpu) * 10.0
         );
         (last_sent, last_acked, last_cpu) = (sent, acked, cpu);
@@ -474,11 +500,34 @@ async fn main() -> std::process::ExitCode {
         counters.errors.load(Ordering::Relaxed)
     );
     println!("  stack RSS            first {first} KiB, last {last} KiB, max {max} KiB");
+    // The first minute fills the caches and the schedules' first runs; after it, live memory
+    // may grow only by what the in-memory facilities table stores (flips and session segments,
+    // kept like DynamoDB keeps them for HISTORY_RETENTION_DAYS).
+    let first_heap = heap.first().copied().unwrap_or_default();
+    let settled = heap.get(6).copied().unwrap_or(first_heap);
+    let last_heap = heap.last().copied().unwrap_or_default();
+    let grown = last_heap.0 as f64 - settled.0 as f64;
+    let stored = last_heap.1.saturating_sub(settled.1);
+    println!(
+        "  stack heap (live)    first {} KiB, after 1 min {} KiB, last {} KiB",
+        first_heap.0, settled.0, last_heap.0
+    );
+    println!(
+        "  after 1 min          heap {grown:+.0} KiB while {stored} history items were stored ({:.0} bytes per item)",
+        if stored > 0 {
+            grown * 1024.0 / stored as f64
+        } else {
+            0.0
+        }
+    );
     println!(
         "  CPU (of one core)    stack {stack_cpu:.0} %, clients {clients_cpu:.0} % (redis-server not counted)"
     );
     println!("  queues drained       {drained_at:.1} s after the clients stopped");
-    println!("  flips lost           {behind} of {facilities} facilities behind the live snapshot");
+    println!(
+        "  flips lost           {behind} of {facilities} facilities behind the live snapshot ({} of {REGIONS} watchers lost their socket)",
+        watchers_lost.load(Ordering::Relaxed)
+    );
     println!(
         "  connections left     {} (registered {drained_after:.1} s after the clients stopped)",
         stats["connections"]

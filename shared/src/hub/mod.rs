@@ -233,6 +233,7 @@ impl Hub {
         now_ms: i64,
     ) -> Result<Option<Connection>, HubError> {
         self.connections.forget(connection_id);
+        self.limiter.forget(connection_id);
         let removed = self
             .registry
             .remove(connection_id)
