@@ -132,7 +132,7 @@ impl Design {
     /// This design as built: sessions bound to the socket, a backstop heartbeat per browser on
     /// the socket every `interval_s` (ws-message answers it in its route response, reads the
     /// connection item unless its instance has it, and enqueues it), the consumer in batches
-    /// of 500.
+    /// of 10 (the template's default: no batching window).
     pub fn this(interval_s: f64) -> Self {
         Self {
             name: format!(
@@ -145,8 +145,9 @@ impl Design {
             ack: true,
             registry_read: true,
             queued: true,
-            consumer_batch: 500.0,
-            batching_window_s: 1.0,
+            // template.yaml's default: no batching window, so batches of up to 10.
+            consumer_batch: 10.0,
+            batching_window_s: 0.0,
             ingest_ms: 12.0,
         }
     }
