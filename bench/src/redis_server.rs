@@ -1,7 +1,7 @@
 //! A private `redis-server` on a free loopback port, without persistence, stopped on drop.
 
 use crate::BenchError;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -12,30 +12,14 @@ pub struct RedisServer {
 
 /// A free TCP port on loopback (bound, then released).
 pub fn free_port() -> Result<u16, BenchError> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(presence_local::redis_server::free_port()?)
 }
 
 impl RedisServer {
     /// Starts `redis-server` (no RDB, no AOF) and waits until it answers.
     pub fn start() -> Result<Self, BenchError> {
         let port = free_port()?;
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let child = presence_local::redis_server::command(port)
             .spawn()
             .map_err(|e| {
                 format!("cannot start redis-server ({e}): install it (scripts/test.sh does)")

@@ -60,6 +60,7 @@ mod event;
 mod ids;
 mod management;
 pub mod queue;
+pub mod redis_server;
 pub mod stack;
 mod upgrade;
 

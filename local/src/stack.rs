@@ -221,22 +221,8 @@ fn schedule_event(rule: &str) -> EventBridgeEvent {
 }
 
 async fn start_redis() -> Result<(tokio::process::Child, String), StackError> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| StackError::Redis(e.to_string()))?
-        .port();
-    let child = tokio::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
+    let port = crate::redis_server::free_port().map_err(|e| StackError::Redis(e.to_string()))?;
+    let child = tokio::process::Command::from(crate::redis_server::command(port))
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| {

@@ -5,18 +5,13 @@
 //!   `AWS_ENDPOINT_URL`, or one this test binary starts from `moto_server` on `PATH` and that
 //!   stops when the test binary exits.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A free TCP port on loopback (bound then released; racy only against other binders).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind loopback")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    presence_local::redis_server::free_port().expect("a free loopback port")
 }
 
 fn wait_for_port(port: u16, timeout: Duration, what: &str) {
@@ -48,20 +43,8 @@ impl RedisServer {
 
     /// A server on a given port (a cluster node needs port + 10000 free too).
     pub fn start_on(port: u16, extra: &[&str]) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let child = presence_local::redis_server::command(port)
             .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (the README's test command installs it)");
         wait_for_port(port, Duration::from_secs(10), "redis-server");
