@@ -6,8 +6,10 @@ use presence::hub::registry::{
     Connection, ConnectionRegistry, DynamoConnectionRegistry, MemoryConnectionRegistry,
 };
 use presence::ids::{FacilityId, RegionId, SessionId, UserId};
+use presence::ledger::{DynamoPartitionLedger, EpochStart, MemoryPartitionLedger, PartitionLedger};
+use presence::port::PortError;
 use presence::protocol::{FacilityStatus, Status};
-use presence::sessions::{FacilityState, JournalEntry, Segment};
+use presence::sessions::{FacilityState, JournalEntry, Partition, Segment};
 use presence_tests::*;
 use std::time::Duration;
 
@@ -53,6 +55,12 @@ async fn registry_contract(r: &dyn ConnectionRegistry) {
         .collect();
     north.sort();
     assert_eq!(north, ["c1", "c2", "c3"]);
+    // Every connection (for resync after a data loss), never a membership.
+    r.join(&uid("ann"), "chat:night", 1).await.unwrap();
+    let mut all = r.all_connections().await.unwrap();
+    all.sort();
+    assert_eq!(all, ["c1", "c2", "c3", "c4"]);
+    r.leave(&uid("ann"), "chat:night").await.unwrap();
     assert_eq!(
         r.facility_connections(&FacilityId::parse("er").unwrap())
             .await
@@ -93,9 +101,7 @@ async fn connection_registries_agree() {
     registry_contract(&MemoryConnectionRegistry::new()).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk_config().await);
     let table = unique("connections");
-    presence::hub::registry::create_table(&ddb, &table)
-        .await
-        .unwrap();
+    create_table(&ddb, "ConnectionsTable", &table).await;
     registry_contract(&DynamoConnectionRegistry::new(ddb, table)).await;
 }
 
@@ -110,6 +116,9 @@ fn status(f: &str, status: Status, since: i64, version: u64, n: u64) -> Facility
     }
 }
 
+const P1: Partition = Partition(1);
+const P2: Partition = Partition(2);
+
 async fn facility_contract(s: &dyn FacilityStore) {
     let t = presence::now_ms();
     let f1 = FacilityId::parse("icu").unwrap();
@@ -117,30 +126,31 @@ async fn facility_contract(s: &dyn FacilityStore) {
         status: status("icu", Status::Online, t, 1, 1),
         rev: 2,
     };
-    assert!(s.put_status(&v1, t).await.unwrap());
+    assert!(s.put_status(P1, &v1, t).await.unwrap());
     let v1_more = FacilityState {
         status: status("icu", Status::Online, t, 1, 2),
         rev: 3,
     };
     assert!(
-        s.put_status(&v1_more, t).await.unwrap(),
+        s.put_status(P1, &v1_more, t).await.unwrap(),
         "same version, newer count"
     );
     assert!(
-        !s.put_status(&v1, t).await.unwrap(),
+        !s.put_status(P1, &v1, t).await.unwrap(),
         "an older rev never wins"
     );
     let v2 = FacilityState {
         status: status("icu", Status::Offline, t + 10, 2, 0),
         rev: 5,
     };
-    assert!(s.put_status(&v2, t).await.unwrap());
+    assert!(s.put_status(P1, &v2, t).await.unwrap());
     assert!(
-        !s.put_status(&v1_more, t).await.unwrap(),
+        !s.put_status(P1, &v1_more, t).await.unwrap(),
         "an older version never wins"
     );
     assert_eq!(s.status(&f1).await.unwrap(), Some(v2.status.clone()));
     s.put_status(
+        P2,
         &FacilityState {
             status: status("er", Status::Online, t, 1, 1),
             rev: 1,
@@ -149,6 +159,16 @@ async fn facility_contract(s: &dyn FacilityStore) {
     )
     .await
     .unwrap();
+    // The reconcile's bounded read: the online status items of one partition only.
+    let online = |p| async move {
+        let list = s.online_in(p).await.unwrap();
+        list.into_iter()
+            .map(|f| f.facility_id.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(online(P2).await, ["er"]);
+    assert!(online(P1).await.is_empty(), "icu is offline now");
+    assert!(online(Partition(3)).await.is_empty());
     let mut region: Vec<_> = s
         .region(&RegionId::parse("north").unwrap())
         .await
@@ -212,13 +232,51 @@ async fn facility_stores_agree() {
     facility_contract(&MemoryFacilityStore::new()).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk_config().await);
     let table = unique("facilities");
-    presence::facilities::create_table(&ddb, &table)
-        .await
-        .unwrap();
+    create_table(&ddb, "FacilitiesTable", &table).await;
     facility_contract(&DynamoFacilityStore::new(
         ddb,
         table,
         Duration::from_secs(86_400),
     ))
     .await;
+}
+
+async fn ledger_contract(ledger: &dyn PartitionLedger) {
+    let t = presence::now_ms();
+    assert_eq!(ledger.begin_epoch(P1, t).await.unwrap(), EpochStart::First);
+    assert_eq!(ledger.begin_epoch(P2, t).await.unwrap(), EpochStart::First);
+    assert_eq!(
+        ledger.begin_epoch(P1, t + 1).await.unwrap(),
+        EpochStart::AfterLoss,
+        "a partition's second epoch follows a loss"
+    );
+    assert_eq!(
+        ledger.begin_epoch(P1, t + 2).await.unwrap(),
+        EpochStart::AfterLoss
+    );
+}
+
+#[tokio::test]
+async fn partition_ledgers_agree() {
+    ledger_contract(&MemoryPartitionLedger::new()).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    let table = unique("facilities");
+    create_table(&ddb, "FacilitiesTable", &table).await;
+    ledger_contract(&DynamoPartitionLedger::new(ddb, table)).await;
+}
+
+#[tokio::test]
+async fn sdk_failures_say_whether_a_retry_can_help() {
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    // A table that does not exist: refused for good, not worth retrying.
+    let missing = DynamoPartitionLedger::new(ddb, unique("no-such-table"));
+    let e = missing.begin_epoch(P1, 0).await.unwrap_err();
+    assert!(matches!(e, PortError::Refused(_)), "{e:?}");
+    assert!(!e.retryable());
+    // Nothing listens: unavailable, worth retrying.
+    let sdk = presence::aws::local_sdk_config(&format!("http://127.0.0.1:{}", free_port())).await;
+    let down = DynamoPartitionLedger::new(aws_sdk_dynamodb::Client::new(&sdk), "t");
+    let e = down.begin_epoch(P1, 0).await.unwrap_err();
+    assert!(matches!(e, PortError::Unavailable(_)), "{e:?}");
+    assert!(e.retryable());
 }

@@ -8,7 +8,7 @@ use presence::auth::Authenticator;
 use presence::config::Env;
 use presence::consume::Consumer;
 use presence::expiry::Sweeper;
-use presence::facilities::{DynamoFacilityStore, create_table};
+use presence::facilities::DynamoFacilityStore;
 use presence::ingest::Ingest;
 use presence::queue::SqsQueue;
 use presence::rollup::{Rollup, RollupSettings};
@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The development secret the sample tokens are signed with (README: local development).
-const DEV_SECRET: &str = "presence-local-development-secret";
 /// The receive time of the sample SQS batch.
 const BATCH_T: i64 = 1_795_431_600_000;
 
@@ -141,7 +139,7 @@ async fn schedule_events() {
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let push = create_queue(&sqs, &unique("push")).await;
     let table = unique("facilities");
-    create_table(&ddb, &table).await.unwrap();
+    create_table(&ddb, "FacilitiesTable", &table).await;
     let redis = RedisServer::start();
     let store = store(&redis, 75, 4).await;
     let publisher = Arc::new(SqsQueue::new(sqs.clone(), &push));
@@ -196,9 +194,9 @@ async fn websocket_events() {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("connections");
-    presence::hub::registry::create_table(&ddb, &table)
-        .await
-        .unwrap();
+    create_table(&ddb, "ConnectionsTable", &table).await;
+    let facilities = unique("facilities");
+    create_table(&ddb, "FacilitiesTable", &facilities).await;
     let redis = RedisServer::start();
     let api = presence_local::LocalWebSocketApi::start(
         "127.0.0.1:0".parse().unwrap(),
@@ -211,6 +209,7 @@ async fn websocket_events() {
         ("REDIS_URL", redis.url()),
         ("JWT_SECRET", DEV_SECRET.to_owned()),
         ("CONNECTIONS_TABLE", table.clone()),
+        ("FACILITIES_TABLE", facilities),
         ("WEBSOCKET_ENDPOINT", api.management_endpoint()),
         (
             "HEARTBEAT_QUEUE_URL",
@@ -219,10 +218,8 @@ async fn websocket_events() {
         ("PUSH_QUEUE_URL", create_queue(&sqs, &unique("push")).await),
         ("AWS_ENDPOINT_URL", aws_endpoint()),
     ]);
-    let config = presence::hub::setup::HubConfig::from_env(&env).unwrap();
-    let hub = presence::hub::setup::build_with(config, &sdk)
-        .await
-        .unwrap();
+    let hub = hub_from_env(&env, &sdk).await;
+    let registry = presence::hub::DynamoConnectionRegistry::new(ddb.clone(), table.clone());
     let now = presence::now_ms();
 
     for path in files("ws-connect") {
@@ -235,8 +232,8 @@ async fn websocket_events() {
         let r = ws_connect::handle(&hub, ws_event(&path), now).await;
         assert_eq!(r.status_code, expected, "{name}");
     }
-    let conn = hub
-        .registry()
+    use presence::hub::ConnectionRegistry;
+    let conn = registry
         .get("L0SM9cOFvHcCIhw=")
         .await
         .unwrap()

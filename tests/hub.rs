@@ -3,16 +3,11 @@
 //! connections table and SQS queues on the local emulator.
 
 use futures::{SinkExt, StreamExt};
-use presence::auth::{Authenticator, DevTokenSigner, Identity};
-use presence::config::{AwsSettings, SessionSettings};
-use presence::consume::Consumer;
-use presence::hub::Hub;
-use presence::hub::registry::{
-    Connection, ConnectionRegistry, DynamoConnectionRegistry, create_table,
-};
-use presence::hub::setup::{HubConfig, build_with};
+use presence::auth::{DevTokenSigner, Identity};
+use presence::config::Env;
+use presence::hub::registry::{Connection, ConnectionRegistry, DynamoConnectionRegistry};
+use presence::hub::{Hub, HubSettings};
 use presence::ids::{FacilityId, RegionId, UserId};
-use presence::queue::SqsQueue;
 use presence_local::stack::HubRoutes;
 use presence_local::{LocalWebSocketApi, WebSocketApiConfig};
 use presence_tests::*;
@@ -43,7 +38,9 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("connections");
-    create_table(&ddb, &table).await.unwrap();
+    create_table(&ddb, "ConnectionsTable", &table).await;
+    let facilities = unique("facilities");
+    create_table(&ddb, "FacilitiesTable", &facilities).await;
     let heartbeats = create_queue(&sqs, &unique("heartbeats")).await;
     let push = create_queue(&sqs, &unique("push")).await;
     let redis = RedisServer::start();
@@ -52,39 +49,35 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
     let api = LocalWebSocketApi::start("127.0.0.1:0".parse().unwrap(), config, routes.clone())
         .await
         .unwrap();
-    let sessions = SessionSettings {
-        ttl: Duration::from_secs(75),
-        heartbeat_interval: Duration::from_secs(30),
-        partitions: 4,
-        loss_hold: Duration::ZERO,
+    // The functions' own variables, as the template sets them.
+    let env = Env::from_pairs([
+        ("REDIS_URL", redis.url()),
+        ("PARTITIONS", "4".to_owned()),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("CONNECTIONS_TABLE", table.clone()),
+        ("FACILITIES_TABLE", facilities),
+        ("WEBSOCKET_ENDPOINT", api.management_endpoint()),
+        ("HEARTBEAT_QUEUE_URL", heartbeats.clone()),
+        ("PUSH_QUEUE_URL", push.clone()),
+        ("AWS_ENDPOINT_URL", aws_endpoint()),
+    ]);
+    let settings = HubSettings {
+        frame_burst: burst,
+        frames_per_second: per_second,
+        ..HubSettings::default()
     };
-    let hub = build_with(
-        HubConfig {
-            sessions,
-            redis: redis.settings(),
-            aws: AwsSettings {
-                endpoint_url: Some(aws_endpoint()),
-            },
-            auth: Authenticator::hs256(SECRET.as_bytes()),
-            connections_table: table.clone(),
-            websocket_endpoint: api.management_endpoint(),
-            heartbeat_queue_url: heartbeats.clone(),
-            push_queue_url: push.clone(),
-        },
-        &sdk,
-    )
-    .await
-    .unwrap();
-    let hub = hub.with_rate_limit(burst, per_second);
-    routes.hub.set(hub.clone()).unwrap();
+    let hub = hub_from_env(&env, &sdk).await.with_settings(settings);
+    routes.serve(hub.clone());
 
     // Lambda's event source mappings: heartbeat queue → consumer, push queue → ws-push.
-    let conn = presence::sessions::RedisConnection::connect(&redis.settings())
+    let consumer_config = heartbeat_consumer::Config::from_env(&env).unwrap();
+    let conn = presence::sessions::RedisConnection::connect(&consumer_config.redis)
         .await
         .unwrap();
-    let consumer = Consumer::new(
-        presence::sessions::SessionStore::new(conn, &sessions),
-        Arc::new(SqsQueue::new(sqs.clone(), &push)),
+    let consumer = heartbeat_consumer::service(
+        &consumer_config,
+        conn,
+        &heartbeat_consumer::aws_ports(&consumer_config, &sdk),
     );
     let consumer_pump = SqsPump::start(sqs.clone(), heartbeats, move |event| {
         let consumer = consumer.clone();

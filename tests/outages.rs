@@ -106,9 +106,7 @@ async fn the_queue_and_table_endpoint_down_gives_503_and_errors_then_recovers() 
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let url = create_queue(&sqs, "heartbeats").await;
-    presence::facilities::create_table(&ddb, "facilities")
-        .await
-        .unwrap();
+    create_table(&ddb, "FacilitiesTable", "facilities").await;
 
     let secret = b"outage-test-secret-0123456789abcdef-xx";
     let ingest = Ingest::new(
@@ -189,9 +187,7 @@ async fn the_queue_and_table_endpoint_down_gives_503_and_errors_then_recovers() 
     let _emulator = moto(port);
     let url2 = create_queue(&sqs, "heartbeats").await;
     assert_eq!(url2, url);
-    presence::facilities::create_table(&ddb, "facilities")
-        .await
-        .unwrap();
+    create_table(&ddb, "FacilitiesTable", "facilities").await;
     assert_eq!(
         heartbeat_ingest::handle(&ingest, beat(), presence::now_ms())
             .await

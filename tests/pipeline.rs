@@ -5,7 +5,7 @@
 use presence::auth::{Authenticator, DevTokenSigner, Identity};
 use presence::consume::Consumer;
 use presence::expiry::Sweeper;
-use presence::facilities::{DynamoFacilityStore, FacilityStore, create_table};
+use presence::facilities::{DynamoFacilityStore, FacilityStore};
 use presence::ids::{FacilityId, RegionId, UserId};
 use presence::ingest::Ingest;
 use presence::protocol::{PushMessage, QueueMessage, Status};
@@ -314,7 +314,7 @@ async fn a_queue_outage_leaves_flips_unpublished_until_the_rollup_pushes_them() 
     );
 
     let table = unique("facilities");
-    create_table(&aws.ddb, &table).await.unwrap();
+    create_table(&aws.ddb, "FacilitiesTable", &table).await;
     let facilities = Arc::new(DynamoFacilityStore::new(
         aws.ddb.clone(),
         &table,
@@ -394,7 +394,7 @@ async fn rollup_persists_status_history_and_segments() {
     let redis = RedisServer::start();
     let store = store(&redis, 75, 4).await;
     let table = unique("facilities");
-    create_table(&aws.ddb, &table).await.unwrap();
+    create_table(&aws.ddb, "FacilitiesTable", &table).await;
     let facilities = Arc::new(DynamoFacilityStore::new(
         aws.ddb.clone(),
         &table,
@@ -492,7 +492,12 @@ async fn rollup_persists_status_history_and_segments() {
         },
         rev: 999,
     };
-    assert!(!facilities.put_status(&old, t).await.unwrap());
+    assert!(
+        !facilities
+            .put_status(store.partitioner().partition_of(&f1), &old, t)
+            .await
+            .unwrap()
+    );
     assert_eq!(facilities.status(&f1).await.unwrap().unwrap(), stored);
 }
 

@@ -17,15 +17,15 @@
 use crate::report::{Figure, On, Report, Target};
 use crate::{BenchError, Options, Progress, median, now_us};
 use futures::{SinkExt, StreamExt};
-use presence::auth::{Authenticator, DevTokenSigner, Identity};
-use presence::config::{Env, SessionSettings};
+use presence::auth::{DevTokenSigner, Identity};
+use presence::config::Env;
 use presence::hub::registry::{Connection, ConnectionRegistry, MemoryConnectionRegistry};
-use presence::hub::{ApiGatewayManagement, ConnectionGateway, DefaultPolicy, Hub, HubSettings};
+use presence::hub::{ApiGatewayManagement, ConnectionGateway, Hub, HubPorts, HubSettings};
 use presence::ids::{FacilityId, RegionId, UserId};
-use presence::ingest::Ingest;
+use presence::ledger::MemoryPartitionLedger;
 use presence::protocol::{FacilityStatus, PushMessage, Status, StatusEvent};
 use presence::queue::MemoryQueue;
-use presence::sessions::SessionStore;
+use presence::wiring::SessionPorts;
 use presence_local::stack::HubRoutes;
 use presence_local::{LocalWebSocketApi, WebSocketApiConfig};
 use std::collections::HashMap;
@@ -306,8 +306,6 @@ pub async fn run(
     let stale = ((cfg.connections as f64 * cfg.stale_share).round() as usize).max(1);
 
     let redis = crate::redis_server::RedisServer::start()?;
-    let settings = SessionSettings::from_env(&Env::from_pairs::<&str, &str>([]))?;
-    let store = SessionStore::new(redis.engine_connection().await?, &settings);
     let routes = Arc::new(HubRoutes::default());
     let api = LocalWebSocketApi::start(
         "127.0.0.1:0".parse()?,
@@ -318,19 +316,34 @@ pub async fn run(
     let sdk = presence::aws::local_sdk_config(&api.management_endpoint()).await;
     let gateway = Arc::new(ApiGatewayManagement::new(&sdk, &api.management_endpoint()));
     let registry = Arc::new(MemoryConnectionRegistry::new());
-    let auth = Authenticator::hs256(SECRET.as_bytes());
     let settings_hub = HubSettings::default();
+    let config = presence::hub::HubConfig::from_env(&Env::from_pairs([
+        ("REDIS_URL", redis.url()),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("CONNECTIONS_TABLE", "bench-connections".to_owned()),
+        ("FACILITIES_TABLE", "bench-facilities".to_owned()),
+        ("WEBSOCKET_ENDPOINT", api.management_endpoint()),
+        (
+            "HEARTBEAT_QUEUE_URL",
+            "http://127.0.0.1:1/heartbeats".to_owned(),
+        ),
+        ("PUSH_QUEUE_URL", "http://127.0.0.1:1/push".to_owned()),
+    ]))?;
     let hub = Hub::new(
-        auth.clone(),
-        Arc::new(DefaultPolicy),
-        registry.clone(),
-        gateway.clone(),
-        store,
-        Arc::new(MemoryQueue::new()),
-        Ingest::new(auth, Arc::new(MemoryQueue::new()), 30),
-        settings_hub,
-    );
-    let _ = routes.hub.set(hub.clone());
+        &config,
+        redis.engine_connection().await?,
+        HubPorts {
+            registry: registry.clone(),
+            gateway: gateway.clone(),
+            heartbeats: Arc::new(MemoryQueue::new()),
+            sessions: SessionPorts {
+                push: Arc::new(MemoryQueue::new()),
+                ledger: Arc::new(MemoryPartitionLedger::new()),
+            },
+        },
+    )
+    .with_settings(settings_hub);
+    routes.serve(hub.clone());
 
     let rounds = cfg.reps as u64 + 1;
     progress.say(format!(

@@ -62,6 +62,7 @@ mod management;
 pub mod queue;
 pub mod redis_server;
 pub mod stack;
+pub mod tables;
 mod upgrade;
 
 use std::collections::HashMap;

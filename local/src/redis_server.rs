@@ -28,3 +28,31 @@ pub fn command(port: u16) -> Command {
     .stderr(Stdio::null());
     c
 }
+
+/// Starts a private `redis-server` (killed when the child is dropped) and waits until it
+/// listens. Returns it with its URL.
+pub async fn spawn() -> std::io::Result<(tokio::process::Child, String)> {
+    let port = free_port()?;
+    let child = tokio::process::Command::from(command(port))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot start redis-server (install it, or set REDIS_URL): {e}"),
+            )
+        })?;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok((child, format!("redis://127.0.0.1:{port}")));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "redis-server did not start listening",
+    ))
+}

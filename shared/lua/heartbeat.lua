@@ -12,10 +12,11 @@ SQS delivers at least once and out of order, so every heartbeat is judged agains
 stored: a deadline only moves forward, and a heartbeat older than the session's last one
 changes nothing.
 
-Returns { outcomes, flips } where outcomes has one character per heartbeat:
+Returns { outcomes, flips, new_epoch } where outcomes has one character per heartbeat:
   n new session        r refreshed         e ended             s new online segment
   o old or duplicate   t too late to count c user conflict     x end of an unknown session
-and flips is a list of { facility, region, status, since_ms, version, online_sessions }.
+flips is a list of { facility, region, status, since_ms, version, online_sessions }, and
+new_epoch is 1 when this call started the partition's epoch (see lib.lua).
 ]]
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
@@ -89,4 +90,4 @@ for i = 5, #ARGV, 6 do
   out[#out + 1] = code
 end
 
-return { table.concat(out), flips }
+return { table.concat(out), flips, new_epoch }

@@ -48,11 +48,17 @@ local function flip(fac, region, status, since, now)
 end
 
 -- A partition without an epoch is new or lost its data (restart without persistence,
--- failover, FLUSHALL): sessions will come back with their next heartbeats, so offline flips
--- are held for `hold_ms` rather than shown for facilities that are in fact still online.
+-- failover, FLUSHALL). Redis alone cannot tell which, so the epoch starts as if data was
+-- lost: sessions will come back with their next heartbeats, so offline flips are held for
+-- `hold_ms` rather than shown for facilities that are in fact still online. The script that
+-- started the epoch says so (`new_epoch`); its caller asks the partition ledger (DynamoDB)
+-- whether the partition ever had an epoch, and lifts the hold at once when it had none
+-- (settle_epoch.lua): a first start is not a loss. See docs/architecture.md, "Redis data loss".
+local new_epoch = 0
 local function ensure_epoch(now, hold_ms)
   if redis.call('EXISTS', key('epoch')) == 0 then
     redis.call('SET', key('epoch'), now)
+    new_epoch = 1
     if hold_ms > 0 then
       redis.call('SET', key('hold_until'), now + hold_ms)
     end

@@ -9,9 +9,9 @@ ARGV[4]  how long offline flips are held after a data loss, ms (see lib.lua)
 A claimed session goes offline at its deadline (not at `now`: the sweeper may be late, the
 session was not). Claiming is atomic, so several sweepers at once never claim a session twice.
 
-Returns { claimed, flips, next_deadline } where claimed is a flat list
-{ member, deadline, ... }, flips is as in heartbeat.lua, and next_deadline is the earliest
-deadline still pending (-1 when none).
+Returns { claimed, flips, next_deadline, new_epoch } where claimed is a flat list
+{ member, deadline, ... }, flips is as in heartbeat.lua, next_deadline is the earliest
+deadline still pending (-1 when none), and new_epoch is as in heartbeat.lua.
 ]]
 local now = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
@@ -32,4 +32,4 @@ for i = 1, #due, 2 do
   end
 end
 local nxt = redis.call('ZRANGE', key('deadlines'), 0, 0, 'WITHSCORES')
-return { claimed, flips, tonumber(nxt[2] or '-1') }
+return { claimed, flips, tonumber(nxt[2] or '-1'), new_epoch }

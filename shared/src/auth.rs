@@ -31,6 +31,8 @@ pub enum AuthError {
     Missing,
     #[error("token is expired")]
     Expired,
+    #[error("token is not valid yet (its nbf lies in the future)")]
+    NotYetValid,
     #[error("token is invalid: {0}")]
     Invalid(String),
     #[error("token lacks claim {0:?}")]
@@ -38,6 +40,11 @@ pub enum AuthError {
     #[error("claim {claim:?} is malformed: {reason}")]
     BadClaim { claim: String, reason: String },
 }
+
+/// The development secret: the local stack signs `/dev/token` tokens with it when no key
+/// is configured, and the sample events' tokens are signed with it. Never a default of a
+/// deployed function, which refuses to start without a key.
+pub const DEV_SECRET: &str = "presence-local-development-secret";
 
 /// The names of the claims that carry identity (`CLAIM_USER`, `CLAIM_FACILITY`,
 /// `CLAIM_REGION`; defaults `sub`, `facility`, `region`). Cognito custom attributes, for
@@ -161,6 +168,7 @@ impl Authenticator {
         };
         let mut validation = Validation::new(alg);
         validation.set_required_spec_claims(&["exp"]);
+        validation.validate_nbf = true;
         validation.leeway = 30;
         match env.get("JWT_AUDIENCE") {
             Some(aud) => validation.set_audience(&[aud]),
@@ -186,6 +194,7 @@ impl Authenticator {
     pub fn hs256(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp"]);
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.leeway = 30;
         Self {
@@ -219,6 +228,7 @@ impl Authenticator {
         }
         .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             ErrorKind::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
             _ => AuthError::Invalid(e.to_string()),
         })?;
@@ -433,6 +443,30 @@ mod tests {
         assert!(auth.verify(&format!("{header}.{payload}.")).is_err());
         assert_eq!(auth.verify_bearer(None), Err(AuthError::Missing));
         assert!(auth.verify_bearer(Some("Basic abc")).is_err());
+    }
+
+    #[test]
+    fn refuses_a_token_whose_nbf_lies_in_the_future() {
+        let auth = Authenticator::hs256(SECRET);
+        let claims = |nbf: i64| {
+            serde_json::json!({"sub": "u1", "facility": "f1", "region": "r1",
+                "exp": now_s() + 600, "nbf": nbf})
+        };
+        let sign = |nbf| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims(nbf),
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            auth.verify(&sign(now_s() + 600)),
+            Err(AuthError::NotYetValid)
+        );
+        // Within the 30 s leeway for clock skew, and in the past: accepted.
+        assert_eq!(auth.verify(&sign(now_s() + 10)).unwrap(), identity());
+        assert_eq!(auth.verify(&sign(now_s() - 60)).unwrap(), identity());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! during init, and the first request finds an open connection.
 
 use crate::config::AwsSettings;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+pub use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, Region};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
-//! Identifiers that reach Redis keys, queue messages and DynamoDB keys.
+//! Identifiers that reach Redis keys, queue messages and DynamoDB keys, and the group names
+//! built from them (wire types: frames, push messages and the connections table carry them).
 //!
 //! They are validated once, where they enter (token claims, request bodies, queue messages),
 //! so the rest of the code can build keys from them without escaping: none of them contains
@@ -76,9 +77,116 @@ id_type!(
     RegionId, "region", 64, "[A-Za-z0-9_.-]", b"."
 );
 
+// ---------- groups ----------
+
+/// Group kinds anyone may create by joining.
+pub const FREE_KINDS: &[&str] = &["chat"];
+
+/// A parsed, valid group name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Group {
+    User(UserId),
+    Facility(FacilityId),
+    Region(RegionId),
+    /// `kind:name`, kind in [`FREE_KINDS`], name of `[A-Za-z0-9_.-]{1,64}`.
+    Free(String),
+}
+
+/// Why a group name is not valid.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum GroupError {
+    #[error("group must look like kind:name")]
+    Shape,
+    #[error("group kind {0:?} is unknown; use user:, facility:, region: or chat:")]
+    Kind(String),
+    #[error("group name must be 1-64 characters of [A-Za-z0-9_.-]")]
+    Name,
+}
+
+impl Group {
+    pub fn parse(raw: &str) -> Result<Self, GroupError> {
+        let (kind, name) = raw.split_once(':').ok_or(GroupError::Shape)?;
+        let bad = |_| GroupError::Name;
+        Ok(match kind {
+            "user" => Group::User(UserId::parse(name).map_err(bad)?),
+            "facility" => Group::Facility(FacilityId::parse(name).map_err(bad)?),
+            "region" => Group::Region(RegionId::parse(name).map_err(bad)?),
+            k if FREE_KINDS.contains(&k) => {
+                let ok = !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                if !ok {
+                    return Err(GroupError::Name);
+                }
+                Group::Free(raw.to_owned())
+            }
+            k => return Err(GroupError::Kind(k.chars().take(32).collect())),
+        })
+    }
+
+    /// Joined automatically at `$connect`; never joined or left by hand.
+    pub fn is_automatic(&self) -> bool {
+        !matches!(self, Group::Free(_))
+    }
+
+    /// Whether a connection of `user` at `facility` in `region` is in this automatic group
+    /// (always false for free groups, whose membership is stored).
+    pub fn contains(&self, user: &UserId, facility: &FacilityId, region: &RegionId) -> bool {
+        match self {
+            Group::User(u) => u == user,
+            Group::Facility(f) => f == facility,
+            Group::Region(r) => r == region,
+            Group::Free(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Group::User(u) => write!(f, "user:{u}"),
+            Group::Facility(x) => write!(f, "facility:{x}"),
+            Group::Region(r) => write!(f, "region:{r}"),
+            Group::Free(name) => f.write_str(name),
+        }
+    }
+}
+
+impl Serialize for Group {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Group {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Group::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_every_kind_and_round_trips() {
+        for raw in [
+            "user:ann",
+            "facility:icu",
+            "region:north",
+            "chat:night-shift",
+        ] {
+            assert_eq!(Group::parse(raw).unwrap().to_string(), raw);
+        }
+        assert_eq!(Group::parse("nope"), Err(GroupError::Shape));
+        assert!(matches!(Group::parse("admin:x"), Err(GroupError::Kind(_))));
+        assert_eq!(Group::parse("chat:"), Err(GroupError::Name));
+        assert_eq!(Group::parse("chat:a b"), Err(GroupError::Name));
+        assert_eq!(Group::parse("user:a/b"), Err(GroupError::Name));
+    }
 
     #[test]
     fn accepts_the_documented_alphabet() {

@@ -34,7 +34,7 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// The HTTP status for this error (DESIGN §4).
+    /// The HTTP status for this error (docs/architecture.md, "HTTP API").
     pub fn status(&self) -> u16 {
         match self {
             Self::Unauthorized(_) => 401,

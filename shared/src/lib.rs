@@ -12,8 +12,11 @@
 //! - [`sessions`]: the session engine in Redis (Lua scripts, one call per partition per batch).
 //! - [`queue`]: the heartbeat and push queues (SQS, and in memory).
 //! - [`facilities`]: facility status and history in DynamoDB (and in memory).
+//! - [`ledger`]: the partition ledger, which tells a first start from a Redis data loss.
+//! - [`port`]: the error every port returns: its cause, and whether a retry can help.
 //! - [`ingest`], [`consume`], [`expiry`], [`rollup`]: the pipeline's services, one per function.
 //! - [`telemetry`]: tracing setup and CloudWatch embedded metrics.
+//! - [`wiring`]: the ports each function's service is built from, in Lambda and locally.
 //!
 //! Time is always an argument (`now_ms`): nothing below the function edge reads the clock.
 
@@ -27,12 +30,16 @@ pub mod flips;
 pub mod hub;
 pub mod ids;
 pub mod ingest;
+pub mod ledger;
+pub mod permissions;
+pub mod port;
 pub mod protocol;
 pub mod queue;
 pub mod ratelimit;
 pub mod rollup;
 pub mod sessions;
 pub mod telemetry;
+pub mod wiring;
 
 /// Milliseconds since the Unix epoch: the one place the library reads the wall clock, for the
 /// function edges to pass in.

@@ -1,6 +1,7 @@
-//! Wire formats (DESIGN §4): the heartbeat body, the queue message, the status event and the
-//! error body. Parsing validates, so a value of these types is always well-formed.
+//! Wire formats (docs/architecture.md, "Contracts"): the heartbeat body, the queue message,
+//! the status event and the error body. Parsing validates, so a value of these types is always well-formed.
 
+pub use crate::ids::Group;
 use crate::ids::{FacilityId, IdError, RegionId, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -162,11 +163,11 @@ pub struct StatusEvent {
 }
 
 impl StatusEvent {
-    /// The groups that receive this event.
-    pub fn groups(&self) -> [String; 2] {
+    /// The groups that receive this event: the one place this is decided.
+    pub fn groups(&self) -> [Group; 2] {
         [
-            format!("region:{}", self.status.region),
-            format!("facility:{}", self.status.facility_id),
+            Group::Region(self.status.region.clone()),
+            Group::Facility(self.status.facility_id.clone()),
         ]
     }
 }
@@ -197,7 +198,9 @@ pub struct Delivery {
 pub enum Target {
     Connection(String),
     User(UserId),
-    Group(crate::hub::Group),
+    Group(Group),
+    /// Every connection (`"to": "all"`): only for `resync` after a Redis data loss.
+    All,
 }
 
 impl PushMessage {
@@ -312,7 +315,7 @@ mod tests {
         let back: PushMessage = serde_json::from_value(v).unwrap();
         assert_eq!(back, PushMessage::Status(e.clone()));
         assert_eq!(
-            e.groups(),
+            e.groups().map(|g| g.to_string()),
             ["region:r1".to_owned(), "facility:f1".to_owned()]
         );
     }

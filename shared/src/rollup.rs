@@ -10,7 +10,7 @@
 use crate::facilities::FacilityStore;
 use crate::flips::publish_flips;
 use crate::ids::FacilityId;
-use crate::protocol::FacilityStatus;
+use crate::protocol::{Delivery, FacilityStatus, PushMessage, Target};
 use crate::queue::PushPublisher;
 use crate::sessions::{FacilityState, Partition, SessionStore, StoreError};
 use futures::StreamExt;
@@ -63,8 +63,10 @@ pub struct RollupReport {
     pub republished: usize,
     pub sessions_dropped: u64,
     pub errors: Vec<RollupError>,
-    /// Partitions whose data is new or was lost and that still need reconciling.
+    /// Partitions whose data was lost and that still need reconciling.
     pub needs_reconcile: Vec<Partition>,
+    /// `resync` events queued (one per run that reconciled after a data loss).
+    pub resyncs: usize,
 }
 
 /// The rollup service.
@@ -148,27 +150,38 @@ impl Rollup {
         Ok(floors)
     }
 
-    /// After a data loss (or a first start), once the hold is over: facilities DynamoDB holds
-    /// as online that Redis no longer knows flip offline. One scan of the table, only then.
+    /// After a data loss, once the hold is over: every client is told to take a fresh
+    /// snapshot (`resync`: flips that were shown but never persisted are in neither Redis nor
+    /// DynamoDB, so no event would ever correct them), then the facilities DynamoDB holds as
+    /// online that Redis no longer knows flip offline. One Query per partition on its status
+    /// items, only then. A resync that could not be queued leaves the partitions for the
+    /// next run.
     async fn reconcile(&self, partitions: &[Partition], now_ms: i64, report: &mut RollupReport) {
-        let online = match self.facilities.online_facilities().await {
-            Ok(list) => list,
-            Err(e) => {
-                report.errors.push(RollupError::Persist {
-                    partition: partitions[0].0,
-                    message: e.to_string(),
-                });
-                return;
-            }
-        };
-        let partitioner = self.store.partitioner();
+        let resync = PushMessage::Deliver(Delivery {
+            to: Target::All,
+            data: serde_json::json!({"type": "resync", "reason": "data_loss"}),
+            except: None,
+        });
+        if let Err(e) = self.publisher.publish(std::slice::from_ref(&resync)).await {
+            report.errors.push(RollupError::Persist {
+                partition: partitions[0].0,
+                message: format!("resync not queued: {e}"),
+            });
+            return;
+        }
+        report.resyncs += 1;
         for p in partitions {
-            let mine: Vec<FacilityStatus> = online
-                .iter()
-                .filter(|f| partitioner.partition_of(&f.facility_id) == *p)
-                .cloned()
-                .collect();
-            match self.store.reconcile(*p, now_ms, &mine).await {
+            let online = match self.facilities.online_in(*p).await {
+                Ok(list) => list,
+                Err(e) => {
+                    report.errors.push(RollupError::Persist {
+                        partition: p.0,
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            match self.store.reconcile(*p, now_ms, &online).await {
                 Ok(flips) => {
                     if !flips.is_empty() {
                         tracing::warn!(
@@ -243,7 +256,7 @@ impl Rollup {
                 futures::stream::iter(collected.dirty.clone())
                     .map(|state| async move {
                         let r = facilities
-                            .put_status(&state, now_ms)
+                            .put_status(p, &state, now_ms)
                             .await
                             .map_err(|e| e.to_string());
                         (state, r)

@@ -122,6 +122,31 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The development secret the sample events' tokens are signed with.
+pub use presence::auth::DEV_SECRET;
+
+/// Creates the template's table `logical_id` (`FacilitiesTable`, `ConnectionsTable`) on the
+/// emulator as `name`, exactly as template.yaml declares it.
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, logical_id: &str, name: &str) {
+    presence_local::tables::create_table(client, logical_id, name)
+        .await
+        .expect("create table from template.yaml");
+}
+
+/// The hub as a WebSocket function builds it at cold start, from `env` (its variables), with
+/// its ports through the SDK (`sdk`: the emulator's).
+pub async fn hub_from_env(
+    env: &presence::config::Env,
+    sdk: &aws_config::SdkConfig,
+) -> presence::hub::Hub {
+    let config = presence::hub::HubConfig::from_env(env).expect("hub configuration");
+    let redis = presence::sessions::RedisConnection::connect(&config.redis)
+        .await
+        .expect("connect to redis");
+    let ports = presence::hub::HubPorts::aws(&config, sdk);
+    presence::hub::Hub::new(&config, redis, ports)
+}
+
 /// Creates an SQS queue and returns its URL.
 pub async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> String {
     client

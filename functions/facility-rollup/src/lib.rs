@@ -3,6 +3,7 @@
 //! The schedule edge of [`presence::rollup`].
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use presence::aws::{SdkConfig, WarmUp};
 use presence::config::{AwsSettings, ConfigError, Env, RedisSettings, SessionSettings};
 use presence::facilities::{DynamoFacilityStore, FacilityStore};
 use presence::queue::{PushPublisher, SqsQueue};
@@ -50,29 +51,76 @@ impl Config {
     }
 }
 
-/// Connects to Redis and builds the AWS clients (once per cold start).
-pub async fn build(config: &Config) -> Result<Rollup, redis::RedisError> {
-    let sdk = presence::aws::sdk_config(&config.aws).await;
-    let conn = RedisConnection::connect(&config.redis).await?;
-    let publisher: Arc<dyn PushPublisher> = Arc::new(SqsQueue::new(
-        aws_sdk_sqs::Client::new(&sdk),
-        config.push_queue_url.clone(),
-    ));
-    let facilities: Arc<dyn FacilityStore> = Arc::new(DynamoFacilityStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        config.facilities_table.clone(),
-        config.history_retention,
-    ));
+/// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
+/// against the code and against the function's policy in template.yaml).
+pub const AWS_CALLS: &[presence::permissions::Call] = {
+    use presence::permissions::{Call, On::*};
+    &[
+        // Flips and re-published flips; GetQueueAttributes opens the connection at cold start.
+        Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
+        Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
+        Call::dynamodb("DescribeTable", Table("FACILITIES_TABLE")),
+        Call::dynamodb("PutItem", Table("FACILITIES_TABLE")),
+        Call::dynamodb("BatchWriteItem", Table("FACILITIES_TABLE")),
+        // The stored status, after a conditional put was refused.
+        Call::dynamodb("GetItem", Table("FACILITIES_TABLE")),
+        // Facilities stored as online, to reconcile after a Redis data loss.
+        Call::dynamodb("Scan", Table("FACILITIES_TABLE")),
+    ]
+};
+
+/// What the rollup talks to besides Redis.
+#[derive(Clone)]
+pub struct Ports {
+    /// Where re-published flips and `resync` go (the push queue).
+    pub push: Arc<dyn PushPublisher>,
+    /// The facilities table.
+    pub facilities: Arc<dyn FacilityStore>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ports")
+    }
+}
+
+/// The service, from its configuration, a Redis connection and its ports: called by
+/// `main.rs` (ports through the SDK) and by the local stack (its stand-ins).
+pub fn service(config: &Config, redis: RedisConnection, ports: &Ports) -> Rollup {
     let settings = RollupSettings {
         republish_after: config.republish_after,
         ..RollupSettings::default()
     };
-    Ok(Rollup::new(
-        SessionStore::new(conn, &config.sessions),
-        facilities,
-        publisher,
+    Rollup::new(
+        SessionStore::new(redis, &config.sessions),
+        ports.facilities.clone(),
+        ports.push.clone(),
         settings,
-    ))
+    )
+}
+
+/// The ports in AWS: the push queue and the facilities table (history kept for
+/// `HISTORY_RETENTION_DAYS`).
+pub fn aws_ports(config: &Config, sdk: &SdkConfig) -> Ports {
+    Ports {
+        push: Arc::new(SqsQueue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            config.push_queue_url.clone(),
+        )),
+        facilities: Arc::new(DynamoFacilityStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            config.facilities_table.clone(),
+            config.history_retention,
+        )),
+    }
+}
+
+/// The connections opened during the cold start.
+pub fn warm_ups(config: &Config, sdk: &SdkConfig) -> Vec<WarmUp> {
+    vec![
+        presence::aws::queue(sdk, &config.push_queue_url),
+        presence::aws::table(sdk, &config.facilities_table),
+    ]
 }
 
 /// Why an invocation failed (so the schedule's retry and the error alarm see it).

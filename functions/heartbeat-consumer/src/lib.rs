@@ -3,12 +3,13 @@
 //! The SQS edge of [`presence::consume`].
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use presence::aws::SdkConfig;
+use presence::aws::WarmUp;
 use presence::config::{AwsSettings, ConfigError, Env, RedisSettings, SessionSettings};
 use presence::consume::{Consumer, Record};
-use presence::queue::{PushPublisher, SqsQueue};
-use presence::sessions::{RedisConnection, SessionStore};
+use presence::sessions::RedisConnection;
 use presence::telemetry::{Unit, emit_metrics};
-use std::sync::Arc;
+use presence::wiring::SessionPorts;
 
 /// This function's configuration.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct Config {
     pub aws: AwsSettings,
     /// `PUSH_QUEUE_URL`
     pub push_queue_url: String,
+    /// `FACILITIES_TABLE`: its partition ledger tells a first start from a data loss.
+    pub facilities_table: String,
 }
 
 impl Config {
@@ -27,22 +30,36 @@ impl Config {
             redis: RedisSettings::from_env(env)?,
             aws: AwsSettings::from_env(env)?,
             push_queue_url: env.require_url("PUSH_QUEUE_URL", &["https://", "http://"])?,
+            facilities_table: env.require("FACILITIES_TABLE")?,
         })
     }
 }
 
-/// Connects to Redis and builds the SQS client (once per cold start).
-pub async fn build(config: Config) -> Result<Consumer, redis::RedisError> {
-    let sdk = presence::aws::sdk_config(&config.aws).await;
-    let conn = RedisConnection::connect(&config.redis).await?;
-    let publisher: Arc<dyn PushPublisher> = Arc::new(SqsQueue::new(
-        aws_sdk_sqs::Client::new(&sdk),
-        config.push_queue_url,
-    ));
-    Ok(Consumer::new(
-        SessionStore::new(conn, &config.sessions),
-        publisher,
-    ))
+/// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
+/// against the code and against the function's policy in template.yaml). Receiving and
+/// deleting heartbeats is the event source mapping's, not the code's.
+pub const AWS_CALLS: &[presence::permissions::Call] = {
+    use presence::permissions::{Call, On::*};
+    &[
+        Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
+        Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
+    ]
+};
+
+/// The service, from its configuration, a Redis connection and its ports: called by
+/// `main.rs` (ports through the SDK) and by the local stack (its stand-ins).
+pub fn service(config: &Config, redis: RedisConnection, ports: &SessionPorts) -> Consumer {
+    Consumer::new(ports.store(redis, &config.sessions), ports.push.clone())
+}
+
+/// The ports in AWS.
+pub fn aws_ports(config: &Config, sdk: &SdkConfig) -> SessionPorts {
+    SessionPorts::aws(sdk, &config.push_queue_url, &config.facilities_table)
+}
+
+/// The connections opened during the cold start.
+pub fn warm_ups(config: &Config, sdk: &SdkConfig) -> Vec<WarmUp> {
+    vec![presence::aws::queue(sdk, &config.push_queue_url)]
 }
 
 /// Handles one batch received at `now_ms`; failed records come back as batch item failures.

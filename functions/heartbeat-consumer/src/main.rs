@@ -1,26 +1,24 @@
 use aws_lambda_events::event::sqs::SqsEvent;
+use heartbeat_consumer::{Config, aws_ports, handle, service, warm_ups};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use presence::config::Env;
+use presence::sessions::RedisConnection;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     presence::telemetry::init();
-    let config = heartbeat_consumer::Config::from_env(&Env::from_process())?;
-    // Redis (TLS included) and a connection to SQS: once, at cold start, side by side.
+    let config = Config::from_env(&Env::from_process())?;
+    // The SDK configuration, Redis (TLS included) and a connection to SQS: once, at cold
+    // start, side by side.
     let sdk = presence::aws::sdk_config(&config.aws).await;
-    let warm_ups = vec![presence::aws::queue(&sdk, &config.push_queue_url)];
-    let (consumer, ()) = tokio::join!(
-        heartbeat_consumer::build(config),
-        presence::aws::warm_up(warm_ups)
+    let (redis, ()) = tokio::join!(
+        RedisConnection::connect(&config.redis),
+        presence::aws::warm_up(warm_ups(&config, &sdk))
     );
-    let consumer = consumer?;
+    let consumer = service(&config, redis?, &aws_ports(&config, &sdk));
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let consumer = &consumer;
-        async move {
-            Ok::<_, Error>(
-                heartbeat_consumer::handle(consumer, event.payload, presence::now_ms()).await,
-            )
-        }
+        async move { Ok::<_, Error>(handle(consumer, event.payload, presence::now_ms()).await) }
     }))
     .await
 }

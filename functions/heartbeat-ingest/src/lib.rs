@@ -1,7 +1,8 @@
 //! heartbeat-ingest: `POST /v1/heartbeats` behind an API Gateway HTTP API.
 //!
 //! The HTTP edge of [`presence::ingest`]: reads the authorizer claims or the `Authorization`
-//! header and the body, and maps the outcome to 202 or a JSON error (DESIGN §4).
+//! header and the body, and maps the outcome to 202 or a JSON error (docs/architecture.md,
+//! "HTTP API").
 
 use lambda_http::{Body, Request, RequestExt, Response, request::RequestContext};
 use presence::auth::Authenticator;
@@ -31,6 +32,18 @@ impl Config {
     }
 }
 
+/// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
+/// against the code and against the function's policy in template.yaml).
+pub const AWS_CALLS: &[presence::permissions::Call] = {
+    use presence::permissions::{Call, On::*};
+    &[
+        Call::sqs("SendMessage", Queue("HEARTBEAT_QUEUE_URL")),
+        Call::sqs("GetQueueAttributes", Queue("HEARTBEAT_QUEUE_URL")),
+        // At cold start, only when JWT_SECRET_ARN is set.
+        Call::secrets_manager("GetSecretValue", Secret("JWT_SECRET_ARN")),
+    ]
+};
+
 /// The cold start in AWS: reads the configuration from `env` (the token secret from Secrets
 /// Manager when `JWT_SECRET_ARN` is set) and builds the service with a real SQS client, while
 /// a connection to SQS is opened so the first heartbeat pays no TLS handshake.
@@ -46,15 +59,22 @@ pub async fn build(env: Env) -> Result<Ingest, Box<dyn std::error::Error + Send 
         presence::aws::warm_up(warm_ups)
     );
     let config = Config::from_env(&env?)?;
-    let queue: Arc<dyn HeartbeatQueue> = Arc::new(SqsQueue::new(
+    let queue = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
-        config.queue_url,
+        config.queue_url.clone(),
     ));
-    Ok(Ingest::new(
-        config.auth,
+    Ok(service(&config, queue))
+}
+
+/// The service, from its configuration and the heartbeat queue: called by [`build`] (SQS)
+/// and by the local stack (its queue), so both answer with the same interval and verify
+/// tokens the same way.
+pub fn service(config: &Config, queue: Arc<dyn HeartbeatQueue>) -> Ingest {
+    Ingest::new(
+        config.auth.clone(),
         queue,
         config.sessions.heartbeat_interval.as_secs(),
-    ))
+    )
 }
 
 /// Handles one request received at `now_ms`. Never fails: every error is an HTTP response.

@@ -5,12 +5,13 @@
 //! to the schedule period offline is detected within about a second.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use presence::aws::SdkConfig;
+use presence::aws::WarmUp;
 use presence::config::{AwsSettings, ConfigError, Env, RedisSettings, SessionSettings};
 use presence::expiry::{SweepReport, Sweeper};
-use presence::queue::{PushPublisher, SqsQueue};
-use presence::sessions::{RedisConnection, SessionStore};
+use presence::sessions::RedisConnection;
 use presence::telemetry::{Unit, emit_metrics};
-use std::sync::Arc;
+use presence::wiring::SessionPorts;
 use std::time::Duration;
 
 /// Stop sweeping this long before the invocation's deadline, to publish and return.
@@ -28,6 +29,8 @@ pub struct Config {
     /// little under the schedule period (e.g. 55 with a 1-minute schedule and a 60 s timeout)
     /// for second-level detection.
     pub sweep_window: Duration,
+    /// `FACILITIES_TABLE`: its partition ledger tells a first start from a data loss.
+    pub facilities_table: String,
 }
 
 impl Config {
@@ -38,22 +41,35 @@ impl Config {
             aws: AwsSettings::from_env(env)?,
             push_queue_url: env.require_url("PUSH_QUEUE_URL", &["https://", "http://"])?,
             sweep_window: env.seconds_or("SWEEP_WINDOW_SECONDS", 0, 0..=840)?,
+            facilities_table: env.require("FACILITIES_TABLE")?,
         })
     }
 }
 
-/// Connects to Redis and builds the SQS client (once per cold start).
-pub async fn build(config: &Config) -> Result<Sweeper, redis::RedisError> {
-    let sdk = presence::aws::sdk_config(&config.aws).await;
-    let conn = RedisConnection::connect(&config.redis).await?;
-    let publisher: Arc<dyn PushPublisher> = Arc::new(SqsQueue::new(
-        aws_sdk_sqs::Client::new(&sdk),
-        config.push_queue_url.clone(),
-    ));
-    Ok(Sweeper::new(
-        SessionStore::new(conn, &config.sessions),
-        publisher,
-    ))
+/// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
+/// against the code and against the function's policy in template.yaml).
+pub const AWS_CALLS: &[presence::permissions::Call] = {
+    use presence::permissions::{Call, On::*};
+    &[
+        Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
+        Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
+    ]
+};
+
+/// The service, from its configuration, a Redis connection and its ports: called by
+/// `main.rs` (ports through the SDK) and by the local stack (its stand-ins).
+pub fn service(config: &Config, redis: RedisConnection, ports: &SessionPorts) -> Sweeper {
+    Sweeper::new(ports.store(redis, &config.sessions), ports.push.clone())
+}
+
+/// The ports in AWS.
+pub fn aws_ports(config: &Config, sdk: &SdkConfig) -> SessionPorts {
+    SessionPorts::aws(sdk, &config.push_queue_url, &config.facilities_table)
+}
+
+/// The connections opened during the cold start.
+pub fn warm_ups(config: &Config, sdk: &SdkConfig) -> Vec<WarmUp> {
+    vec![presence::aws::queue(sdk, &config.push_queue_url)]
 }
 
 /// The sweep window for an invocation that must finish by `deadline_ms`.

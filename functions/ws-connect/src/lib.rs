@@ -5,7 +5,25 @@
 //! session is online from now until `$disconnect`.
 
 use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use presence::hub::{Hub, HubError, route_response};
+use presence::hub::{Hub, route_response};
+
+/// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
+/// against the code and against the function's policy in template.yaml).
+pub const AWS_CALLS: &[presence::permissions::Call] = {
+    use presence::permissions::{Call, On::*};
+    &[
+        Call::dynamodb("DescribeTable", Table("CONNECTIONS_TABLE")),
+        // Register; remove again when the session could not start.
+        Call::dynamodb("PutItem", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("DeleteItem", Table("CONNECTIONS_TABLE")),
+        Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
+        Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
+        // At cold start, only when JWT_SECRET_ARN is set.
+        Call::secrets_manager("GetSecretValue", Secret("JWT_SECRET_ARN")),
+        // Built by the shared warm-up list (presence::hub::setup) and dropped unsent.
+        Call::management_api("GetConnection", Connections("WEBSOCKET_ENDPOINT")).never_sent(),
+    ]
+};
 
 pub async fn handle(
     hub: &Hub,
@@ -26,18 +44,8 @@ pub async fn handle(
             route_response(200, None)
         }
         Err(e) => {
-            let code = match &e {
-                HubError::Unauthorized(_) => "unauthorized",
-                HubError::BadRequest(_) => "bad_request",
-                HubError::Unavailable(_) => "unavailable",
-            };
             tracing::info!(connection = %id, status = e.status(), error = %e, "connect refused");
-            let message = if matches!(e, HubError::Unavailable(_)) {
-                "the service is unavailable; retry shortly".to_owned()
-            } else {
-                e.to_string()
-            };
-            route_response(e.status(), Some((code, message)))
+            route_response(e.status(), Some((e.code(), e.public_message())))
         }
     }
 }

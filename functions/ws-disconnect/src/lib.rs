@@ -7,6 +7,20 @@
 use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use presence::hub::{Hub, route_response};
 
+/// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
+/// against the code and against the function's policy in template.yaml).
+pub const AWS_CALLS: &[presence::permissions::Call] = {
+    use presence::permissions::{Call, On::*};
+    &[
+        Call::dynamodb("DescribeTable", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("DeleteItem", Table("CONNECTIONS_TABLE")),
+        Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
+        Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
+        // Built by the shared warm-up list (presence::hub::setup) and dropped unsent.
+        Call::management_api("GetConnection", Connections("WEBSOCKET_ENDPOINT")).never_sent(),
+    ]
+};
+
 pub async fn handle(
     hub: &Hub,
     event: ApiGatewayWebsocketProxyRequest,

@@ -10,6 +10,29 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use presence::hub::{Hub, ServerMessage, route_response};
 
+/// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
+/// against the code and against the function's policy in template.yaml).
+pub const AWS_CALLS: &[presence::permissions::Call] = {
+    use presence::permissions::{Call, On::*};
+    &[
+        Call::dynamodb("DescribeTable", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("GetItem", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("PutItem", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("DeleteItem", Table("CONNECTIONS_TABLE")),
+        // Members of a free group (the table), a user's connections and the automatic groups.
+        Call::dynamodb("Query", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-user")),
+        Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-facility")),
+        Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-region")),
+        Call::management_api("PostToConnection", Connections("WEBSOCKET_ENDPOINT")),
+        Call::management_api("GetConnection", Connections("WEBSOCKET_ENDPOINT")),
+        // Heartbeat frames go to the heartbeat queue; flips of gone connections to the push queue.
+        Call::sqs("SendMessage", Queue("HEARTBEAT_QUEUE_URL")),
+        Call::sqs("GetQueueAttributes", Queue("HEARTBEAT_QUEUE_URL")),
+        Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
+    ]
+};
+
 pub async fn handle(
     hub: &Hub,
     event: ApiGatewayWebsocketProxyRequest,
@@ -36,12 +59,7 @@ pub async fn handle(
         Ok(reply) => with_reply(200, &reply),
         Err(e) => {
             tracing::error!(connection = %id, error = %e, "message not handled");
-            let reply = ServerMessage::error(
-                "unavailable",
-                "the service is unavailable; retry shortly",
-                None,
-                None,
-            );
+            let reply = ServerMessage::error(e.code(), e.public_message(), None, None);
             with_reply(500, &reply)
         }
     }

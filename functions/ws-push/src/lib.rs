@@ -11,6 +11,28 @@ use presence::hub::Hub;
 use presence::protocol::PushMessage;
 use presence::telemetry::{Unit, emit_metrics};
 
+/// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
+/// against the code and against the function's policy in template.yaml). Receiving and
+/// deleting pushes is the event source mapping's, not the code's.
+pub const AWS_CALLS: &[presence::permissions::Call] = {
+    use presence::permissions::{Call, On::*};
+    &[
+        Call::dynamodb("DescribeTable", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("GetItem", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("DeleteItem", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("Query", Table("CONNECTIONS_TABLE")),
+        Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-user")),
+        Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-facility")),
+        Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-region")),
+        Call::management_api("PostToConnection", Connections("WEBSOCKET_ENDPOINT")),
+        Call::management_api("GetConnection", Connections("WEBSOCKET_ENDPOINT")),
+        // Flips of the sessions of gone connections.
+        Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
+        // Built by the shared warm-up list (presence::hub::setup) and dropped unsent.
+        Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")).never_sent(),
+    ]
+};
+
 pub async fn handle(hub: &Hub, event: SqsEvent, now_ms: i64) -> SqsBatchResponse {
     let mut failures = Vec::new();
     let (mut delivered, mut gone, mut failed_posts) = (0usize, 0usize, 0usize);

@@ -1,6 +1,7 @@
-//! The WebSocket protocol: client actions in, server messages out (DESIGN §4).
+//! The WebSocket protocol: client actions in, server messages out (docs/architecture.md,
+//! "WebSocket API").
 
-use super::groups::Group;
+use crate::ids::Group;
 use crate::ids::{RegionId, SessionId, UserId};
 use crate::protocol::{FacilityStatus, HeartbeatState};
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,21 @@ pub enum ClientAction {
         region: Option<RegionId>,
     },
     Ping,
+}
+
+impl ClientAction {
+    /// The `action` name of the frame.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Heartbeat { .. } => "heartbeat",
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
+            Self::Send { .. } => "send",
+            Self::Members { .. } => "members",
+            Self::Snapshot { .. } => "snapshot",
+            Self::Ping => "ping",
+        }
+    }
 }
 
 /// The action names, for errors about unknown ones.

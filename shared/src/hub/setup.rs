@@ -1,13 +1,16 @@
-//! Building a [`Hub`] from the environment, once per cold start (the four WebSocket
-//! functions share it).
+//! The WebSocket functions' configuration and ports, once per cold start (the four
+//! functions share them; the local stack builds the same [`Hub`] from the same
+//! configuration with its stand-ins).
 
-use super::{ApiGatewayManagement, DefaultPolicy, DynamoConnectionRegistry, Hub, HubSettings};
+use super::{
+    ApiGatewayManagement, ConnectionGateway, ConnectionRegistry, DynamoConnectionRegistry, Hub,
+};
 use crate::auth::Authenticator;
-use crate::aws::WarmUp;
+use crate::aws::{SdkConfig, WarmUp};
 use crate::config::{AwsSettings, ConfigError, Env, RedisSettings, SessionSettings};
-use crate::ingest::Ingest;
-use crate::queue::SqsQueue;
-use crate::sessions::{RedisConnection, SessionStore};
+use crate::queue::{HeartbeatQueue, SqsQueue};
+use crate::sessions::RedisConnection;
+use crate::wiring::SessionPorts;
 use std::sync::Arc;
 
 /// The WebSocket functions' configuration.
@@ -19,6 +22,8 @@ pub struct HubConfig {
     pub auth: Authenticator,
     /// `CONNECTIONS_TABLE`
     pub connections_table: String,
+    /// `FACILITIES_TABLE`: its partition ledger tells a first start from a data loss.
+    pub facilities_table: String,
     /// `WEBSOCKET_ENDPOINT`: the management API, `https://{api}.execute-api.{region}.amazonaws.com/{stage}`.
     pub websocket_endpoint: String,
     /// `HEARTBEAT_QUEUE_URL`: heartbeats sent over the socket go the same way as HTTP ones.
@@ -36,10 +41,50 @@ impl HubConfig {
             aws: AwsSettings::from_env(env)?,
             auth: Authenticator::from_env(env)?,
             connections_table: env.require("CONNECTIONS_TABLE")?,
+            facilities_table: env.require("FACILITIES_TABLE")?,
             websocket_endpoint: env.require_url("WEBSOCKET_ENDPOINT", &urls)?,
             heartbeat_queue_url: env.require_url("HEARTBEAT_QUEUE_URL", &urls)?,
             push_queue_url: env.require_url("PUSH_QUEUE_URL", &urls)?,
         })
+    }
+}
+
+/// What the hub talks to besides Redis.
+#[derive(Clone)]
+pub struct HubPorts {
+    /// Connections and memberships (the connections table).
+    pub registry: Arc<dyn ConnectionRegistry>,
+    /// Posting to connections (the management API).
+    pub gateway: Arc<dyn ConnectionGateway>,
+    /// Where socket heartbeats go (the heartbeat queue).
+    pub heartbeats: Arc<dyn HeartbeatQueue>,
+    /// The push queue and the partition ledger, for the sessions sockets carry.
+    pub sessions: SessionPorts,
+}
+
+impl std::fmt::Debug for HubPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubPorts")
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubPorts {
+    /// The ports in AWS, through the SDK.
+    pub fn aws(config: &HubConfig, sdk: &SdkConfig) -> Self {
+        Self {
+            registry: Arc::new(DynamoConnectionRegistry::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.connections_table.clone(),
+            )),
+            gateway: Arc::new(ApiGatewayManagement::new(sdk, &config.websocket_endpoint)),
+            heartbeats: Arc::new(SqsQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                config.heartbeat_queue_url.clone(),
+            )),
+            sessions: SessionPorts::aws(sdk, &config.push_queue_url, &config.facilities_table),
+        }
     }
 }
 
@@ -59,7 +104,7 @@ pub enum WsFunction {
 impl WsFunction {
     /// Calls that open connections to the endpoints this function uses, from the raw
     /// variables (a missing one is skipped here and reported by [`HubConfig::from_env`]).
-    fn warm_ups(self, env: &Env, sdk: &aws_config::SdkConfig) -> Vec<WarmUp> {
+    fn warm_ups(self, env: &Env, sdk: &SdkConfig) -> Vec<WarmUp> {
         use crate::aws::{connections, queue, table};
         let var = |name| env.get(name);
         let table = var("CONNECTIONS_TABLE").map(|t| table(sdk, t));
@@ -80,60 +125,38 @@ impl WsFunction {
 /// Why a WebSocket function could not start.
 pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A WebSocket function's cold start in AWS: reads the configuration from `env`, connects to
-/// Redis and builds the AWS clients while connections to the endpoints `function` calls are
-/// opened, so the first request pays no DNS, TCP or TLS set-up. Functions that verify
-/// tokens with a secret in Secrets Manager use [`build_reading_secret`].
+/// A WebSocket function's cold start in AWS: reads the configuration from `env` (after
+/// `resolve` had its say: the token secret), connects to Redis and builds the AWS clients
+/// while connections to the endpoints `function` calls are opened, so the first request
+/// pays no DNS, TCP or TLS set-up. Generic over `resolve`, so only ws-connect links the
+/// Secrets Manager client.
+async fn cold_start<F, Fut>(env: Env, function: WsFunction, resolve: F) -> Result<Hub, BuildError>
+where
+    F: FnOnce(Env, SdkConfig) -> Fut,
+    Fut: std::future::Future<Output = Result<Env, ConfigError>>,
+{
+    let sdk = crate::aws::sdk_config(&AwsSettings::from_env(&env)?).await;
+    let warm_ups = function.warm_ups(&env, &sdk);
+    let start = async {
+        let config = HubConfig::from_env(&resolve(env, sdk.clone()).await?)?;
+        let redis = RedisConnection::connect(&config.redis).await?;
+        Ok::<_, BuildError>(Hub::new(&config, redis, HubPorts::aws(&config, &sdk)))
+    };
+    let (hub, ()) = tokio::join!(start, crate::aws::warm_up(warm_ups));
+    hub
+}
+
+/// The cold start of ws-disconnect, ws-message and ws-push (see [`cold_start`]).
 pub async fn build(env: Env, function: WsFunction) -> Result<Hub, BuildError> {
-    let sdk = crate::aws::sdk_config(&AwsSettings::from_env(&env)?).await;
-    let warm_ups = function.warm_ups(&env, &sdk);
-    let start = async {
-        let config = HubConfig::from_env(&env)?;
-        Ok::<_, BuildError>(build_with(config, &sdk).await?)
-    };
-    let (hub, ()) = tokio::join!(start, crate::aws::warm_up(warm_ups));
-    hub
+    cold_start(env, function, |env, _| async { Ok(env) }).await
 }
 
-/// [`build`] for ws-connect, which verifies tokens: the secret named by `JWT_SECRET_ARN`
-/// (when set) is read from Secrets Manager first, at the same time as the connections are
-/// opened. (A separate function, so the other WebSocket functions do not link the Secrets
-/// Manager client.)
+/// The cold start of ws-connect, which verifies tokens: the secret named by
+/// `JWT_SECRET_ARN` (when set) is read from Secrets Manager first, while the connections
+/// are opened.
 pub async fn build_reading_secret(env: Env, function: WsFunction) -> Result<Hub, BuildError> {
-    let sdk = crate::aws::sdk_config(&AwsSettings::from_env(&env)?).await;
-    let warm_ups = function.warm_ups(&env, &sdk);
-    let start = async {
-        let env = crate::auth::resolve_secret(env, &sdk).await?;
-        let config = HubConfig::from_env(&env)?;
-        Ok::<_, BuildError>(build_with(config, &sdk).await?)
-    };
-    let (hub, ()) = tokio::join!(start, crate::aws::warm_up(warm_ups));
-    hub
-}
-
-/// Like [`build`], with a given SDK configuration (tests, the local stack).
-pub async fn build_with(
-    config: HubConfig,
-    sdk: &aws_config::SdkConfig,
-) -> Result<Hub, redis::RedisError> {
-    let conn = RedisConnection::connect(&config.redis).await?;
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let ingest = Ingest::new(
-        config.auth.clone(),
-        Arc::new(SqsQueue::new(sqs.clone(), config.heartbeat_queue_url)),
-        config.sessions.heartbeat_interval.as_secs(),
-    );
-    Ok(Hub::new(
-        config.auth,
-        Arc::new(DefaultPolicy),
-        Arc::new(DynamoConnectionRegistry::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            config.connections_table,
-        )),
-        Arc::new(ApiGatewayManagement::new(sdk, &config.websocket_endpoint)),
-        SessionStore::new(conn, &config.sessions),
-        Arc::new(SqsQueue::new(sqs, config.push_queue_url)),
-        ingest,
-        HubSettings::default(),
-    ))
+    cold_start(env, function, |env, sdk| async move {
+        crate::auth::resolve_secret(env, &sdk).await
+    })
+    .await
 }

@@ -13,10 +13,11 @@ pub use partition::{Partition, Partitioner};
 
 use crate::config::SessionSettings;
 use crate::ids::{FacilityId, RegionId, SessionId, UserId};
+use crate::ledger::{EpochStart, PartitionLedger};
 use crate::protocol::{FacilityStatus, QueueMessage, Status};
 use redis::{Script, Value};
 use serde::{Deserialize, Serialize};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 macro_rules! script {
     ($file:literal) => {
@@ -37,6 +38,7 @@ static ROLLUP_COMMIT: LazyLock<Script> = script!("rollup_commit.lua");
 static SNAPSHOT: LazyLock<Script> = script!("snapshot.lua");
 static RECONCILE: LazyLock<Script> = script!("reconcile.lua");
 static RESEED: LazyLock<Script> = script!("reseed.lua");
+static SETTLE_EPOCH: LazyLock<Script> = script!("settle_epoch.lua");
 
 /// A session-engine failure.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +184,9 @@ pub struct SessionStore {
     ttl_ms: i64,
     /// How long offline flips are held after a data loss (see `lib.lua`).
     loss_hold_ms: i64,
+    /// Tells a partition's first epoch from one after a data loss. Without it every new
+    /// epoch is held as if data had been lost.
+    ledger: Option<Arc<dyn PartitionLedger>>,
 }
 
 impl SessionStore {
@@ -191,6 +196,54 @@ impl SessionStore {
             partitioner: Partitioner::new(settings.partitions),
             ttl_ms: settings.ttl.as_millis() as i64,
             loss_hold_ms: settings.loss_hold.as_millis() as i64,
+            ledger: None,
+        }
+    }
+
+    /// Asks `ledger` about every epoch this store starts, so a first start is not held.
+    pub fn with_ledger(mut self, ledger: Arc<dyn PartitionLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// A script of this call started `partition`'s epoch: if the ledger says it is the
+    /// partition's first, lift the hold now. Returns the flips that were held meanwhile.
+    /// Any failure keeps the hold: it is what a data loss needs, and it ends by itself.
+    async fn settle_new_epoch(&self, partition: Partition, now_ms: i64) -> Vec<FacilityStatus> {
+        let Some(ledger) = &self.ledger else {
+            return Vec::new();
+        };
+        match ledger.begin_epoch(partition, now_ms).await {
+            Ok(EpochStart::First) => {
+                let lifted: Result<Value, _> = SETTLE_EPOCH
+                    .key(partition.deadlines_key())
+                    .arg(partition.prefix())
+                    .arg(now_ms)
+                    .invoke_async(&mut self.conn.clone())
+                    .await;
+                match lifted
+                    .map_err(StoreError::from)
+                    .and_then(|v| parse_flips("settle_epoch", v))
+                {
+                    Ok(flips) => flips,
+                    Err(e) => {
+                        tracing::error!(partition = partition.0, error = %e, "first epoch not settled; its hold stays");
+                        Vec::new()
+                    }
+                }
+            }
+            Ok(EpochStart::AfterLoss) => {
+                tracing::warn!(
+                    partition = partition.0,
+                    hold_ms = self.loss_hold_ms,
+                    "Redis lost this partition's data: offline flips held"
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(partition = partition.0, error = %e, "partition ledger unavailable; the new epoch is held as after a loss");
+                Vec::new()
+            }
         }
     }
 
@@ -235,7 +288,7 @@ impl SessionStore {
                 .arg(h.state.as_str());
         }
         let reply: Value = inv.invoke_async(&mut self.conn.clone()).await?;
-        let [codes, flips] = take_array::<2>("heartbeat", reply)?;
+        let [codes, flips, new_epoch] = take_array::<3>("heartbeat", reply)?;
         let codes = as_string("heartbeat", &codes)?;
         if codes.len() != heartbeats.len() {
             return Err(StoreError::reply(
@@ -252,10 +305,11 @@ impl SessionStore {
             outcomes[*slot] = Outcome::from_code(c)
                 .ok_or_else(|| StoreError::reply("heartbeat", format!("outcome {c:?}")))?;
         }
-        Ok(Applied {
-            outcomes,
-            flips: parse_flips("heartbeat", flips)?,
-        })
+        let mut flips = parse_flips("heartbeat", flips)?;
+        if as_int("heartbeat", &new_epoch)? == 1 {
+            flips.extend(self.settle_new_epoch(partition, now_ms).await);
+        }
+        Ok(Applied { outcomes, flips })
     }
 
     /// Claims up to `limit` sessions of `partition` whose deadline is before `now_ms`.
@@ -273,7 +327,7 @@ impl SessionStore {
             .arg(self.loss_hold_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let [claimed, flips, next] = take_array::<3>("sweep", reply)?;
+        let [claimed, flips, next, new_epoch] = take_array::<4>("sweep", reply)?;
         let claimed = as_array("sweep", claimed)?;
         let mut pairs = Vec::with_capacity(claimed.len() / 2);
         let mut it = claimed.into_iter();
@@ -281,9 +335,13 @@ impl SessionStore {
             pairs.push((as_string("sweep", &member)?, as_int("sweep", &deadline)?));
         }
         let next = as_int("sweep", &next)?;
+        let mut flips = parse_flips("sweep", flips)?;
+        if as_int("sweep", &new_epoch)? == 1 {
+            flips.extend(self.settle_new_epoch(partition, now_ms).await);
+        }
         Ok(Swept {
             claimed: pairs,
-            flips: parse_flips("sweep", flips)?,
+            flips,
             next_deadline_ms: (next >= 0).then_some(next),
         })
     }

@@ -1,24 +1,10 @@
-//! Facility status and history in DynamoDB (the `facilities` table).
-//!
-//! # Items (one table, `pk` + `sk` strings)
-//!
-//! | item | pk | sk | notes |
-//! |---|---|---|---|
-//! | current status | `FACILITY#{id}` | `STATUS` | `region_pk = REGION#{region}` feeds the sparse GSI `by-region` |
-//! | flip history | `FACILITY#{id}` | `FLIP#{since_ms:013}#{version:012}` | `expires_at` TTL |
-//! | online segment | `ONLINE#{id}#{hour}` | `{start_ms:013}#{session}` | one item per hour the segment overlaps; `expires_at` TTL |
-//!
-//! "Who was online at facility F at time T" is one `Query` on `ONLINE#F#{T / 1h}` with
-//! `sk <= T` and a filter `end_ms >= T`: a segment is written into every hour bucket it
-//! overlaps, so the bucket of T holds every segment that covers T.
-//!
-//! A status write wins only if its version is newer, or the same version with a newer
-//! change counter (`rev`, for online-session counts), so duplicate and reordered rollups
-//! never move the stored status backwards.
+//! The facilities table in DynamoDB.
 
+use super::{FacilityError, FacilityStore};
 use crate::ids::{FacilityId, RegionId};
+use crate::port::PortError;
 use crate::protocol::{FacilityStatus, Status};
-use crate::sessions::{FacilityState, JournalEntry, Segment};
+use crate::sessions::{FacilityState, JournalEntry, Partition, Segment};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures::StreamExt;
@@ -31,41 +17,9 @@ const BATCH_WRITE: usize = 25;
 /// Concurrent DynamoDB calls per rollup.
 const CONCURRENCY: usize = 8;
 
-/// A DynamoDB failure (for logs; never shown to clients).
-#[derive(Debug, thiserror::Error)]
-#[error("facilities table: {0}")]
-pub struct FacilityError(pub String);
-
-/// Persisted facility status and history.
-#[async_trait]
-pub trait FacilityStore: Send + Sync {
-    /// Writes the current status unless a newer one is stored. Returns whether it was written.
-    async fn put_status(&self, state: &FacilityState, now_ms: i64) -> Result<bool, FacilityError>;
-    /// Appends flips and finished segments (idempotent: the same entry twice is one item).
-    async fn append_history(
-        &self,
-        entries: &[JournalEntry],
-        now_ms: i64,
-    ) -> Result<(), FacilityError>;
-    /// The stored status of a facility.
-    async fn status(&self, facility: &FacilityId) -> Result<Option<FacilityStatus>, FacilityError>;
-    /// The stored status of every facility of a region (one GSI query, paginated).
-    async fn region(&self, region: &RegionId) -> Result<Vec<FacilityStatus>, FacilityError>;
-    /// Flips of a facility with `since_ms` in `[from_ms, to_ms]`, oldest first.
-    async fn flips(
-        &self,
-        facility: &FacilityId,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<FacilityStatus>, FacilityError>;
-    /// Finished segments at `facility` that cover `at_ms`.
-    async fn online_at(
-        &self,
-        facility: &FacilityId,
-        at_ms: i64,
-    ) -> Result<Vec<Segment>, FacilityError>;
-    /// Every facility stored as online. A full scan: only after Redis lost its data.
-    async fn online_facilities(&self) -> Result<Vec<FacilityStatus>, FacilityError>;
+/// The key of a partition's status items in the GSI `by-partition`.
+fn partition_key(p: Partition) -> String {
+    format!("PARTITION#{}", p.0)
 }
 
 /// The DynamoDB adapter.
@@ -179,7 +133,7 @@ impl DynamoFacilityStore {
                             .request_items(&self.table, chunk)
                             .send()
                             .await
-                            .map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))?;
+                            .map_err(|e| PortError::from_sdk(&e))?;
                         Ok(out
                             .unprocessed_items
                             .and_then(|mut m| m.remove(&self.table))
@@ -198,7 +152,7 @@ impl DynamoFacilityStore {
             // Unprocessed items mean throttling: back off before retrying them.
             attempt += 1;
             if attempt > 6 {
-                return Err(FacilityError(format!(
+                return Err(PortError::Throttled(format!(
                     "{} history items still unprocessed after retries",
                     pending.len()
                 )));
@@ -215,21 +169,22 @@ impl DynamoFacilityStore {
             item.get(k)
                 .and_then(|v| v.as_s().ok())
                 .cloned()
-                .ok_or_else(|| FacilityError(format!("item lacks {k}")))
+                .ok_or_else(|| PortError::Malformed(format!("item lacks {k}")))
         };
         let num = |k: &str| -> Result<i64, FacilityError> {
             item.get(k)
                 .and_then(|v| v.as_n().ok())
                 .and_then(|v| v.parse().ok())
-                .ok_or_else(|| FacilityError(format!("item lacks number {k}")))
+                .ok_or_else(|| PortError::Malformed(format!("item lacks number {k}")))
         };
         let status = text("status")?;
         Ok(FacilityStatus {
             facility_id: FacilityId::parse(&text("facility_id")?)
-                .map_err(|e| FacilityError(e.to_string()))?,
-            region: RegionId::parse(&text("region")?).map_err(|e| FacilityError(e.to_string()))?,
+                .map_err(|e| PortError::Malformed(e.to_string()))?,
+            region: RegionId::parse(&text("region")?)
+                .map_err(|e| PortError::Malformed(e.to_string()))?,
             status: Status::parse(&status)
-                .ok_or_else(|| FacilityError(format!("status {status:?}")))?,
+                .ok_or_else(|| PortError::Malformed(format!("status {status:?}")))?,
             since_ms: num("since_ms")?,
             version: num("version")? as u64,
             online_sessions: num("online_sessions")? as u64,
@@ -239,14 +194,18 @@ impl DynamoFacilityStore {
 
 #[async_trait]
 impl FacilityStore for DynamoFacilityStore {
-    async fn online_facilities(&self) -> Result<Vec<FacilityStatus>, FacilityError> {
+    async fn online_in(&self, partition: Partition) -> Result<Vec<FacilityStatus>, FacilityError> {
+        // The index holds status items only (one per facility of the partition), never
+        // history: bounded by the number of facilities, whatever the table's size.
         let items: Vec<_> = self
             .client
-            .scan()
+            .query()
             .table_name(&self.table)
-            .filter_expression("sk = :s AND #st = :on")
+            .index_name("by-partition")
+            .key_condition_expression("partition_pk = :p")
+            .filter_expression("#st = :on")
             .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":s", s("STATUS"))
+            .expression_attribute_values(":p", s(partition_key(partition)))
             .expression_attribute_values(":on", s("online"))
             .into_paginator()
             .items()
@@ -256,13 +215,18 @@ impl FacilityStore for DynamoFacilityStore {
         items
             .into_iter()
             .map(|item| {
-                item.map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))
+                item.map_err(|e| PortError::from_sdk(&e))
                     .and_then(|i| Self::status_from(&i))
             })
             .collect()
     }
 
-    async fn put_status(&self, state: &FacilityState, now_ms: i64) -> Result<bool, FacilityError> {
+    async fn put_status(
+        &self,
+        partition: Partition,
+        state: &FacilityState,
+        now_ms: i64,
+    ) -> Result<bool, FacilityError> {
         let f = &state.status;
         let result = self
             .client
@@ -271,6 +235,7 @@ impl FacilityStore for DynamoFacilityStore {
             .item("pk", s(format!("FACILITY#{}", f.facility_id)))
             .item("sk", s("STATUS"))
             .item("region_pk", s(format!("REGION#{}", f.region)))
+            .item("partition_pk", s(partition_key(partition)))
             .item("facility_id", s(f.facility_id.as_str()))
             .item("region", s(f.region.as_str()))
             .item("status", s(f.status.as_str()))
@@ -294,7 +259,7 @@ impl FacilityStore for DynamoFacilityStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(FacilityError(crate::aws::describe_sdk_error(&e))),
+            Err(e) => Err(PortError::from_sdk(&e)),
         }
     }
 
@@ -336,7 +301,7 @@ impl FacilityStore for DynamoFacilityStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))?;
+            .map_err(|e| PortError::from_sdk(&e))?;
         out.item.as_ref().map(Self::status_from).transpose()
     }
 
@@ -356,7 +321,7 @@ impl FacilityStore for DynamoFacilityStore {
         pages
             .into_iter()
             .map(|item| {
-                item.map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))
+                item.map_err(|e| PortError::from_sdk(&e))
                     .and_then(|i| Self::status_from(&i))
             })
             .collect()
@@ -384,7 +349,7 @@ impl FacilityStore for DynamoFacilityStore {
         items
             .into_iter()
             .map(|item| {
-                item.map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))
+                item.map_err(|e| PortError::from_sdk(&e))
                     .and_then(|i| Self::status_from(&i))
             })
             .collect()
@@ -415,7 +380,7 @@ impl FacilityStore for DynamoFacilityStore {
         items
             .into_iter()
             .map(|item| {
-                let item = item.map_err(|e| FacilityError(crate::aws::describe_sdk_error(&e)))?;
+                let item = item.map_err(|e| PortError::from_sdk(&e))?;
                 let json: serde_json::Map<String, serde_json::Value> = item
                     .iter()
                     .filter_map(|(k, v)| {
@@ -430,197 +395,8 @@ impl FacilityStore for DynamoFacilityStore {
                     })
                     .collect();
                 serde_json::from_value(serde_json::Value::Object(json))
-                    .map_err(|e| FacilityError(format!("segment item: {e}")))
+                    .map_err(|e| PortError::Malformed(format!("segment item: {e}")))
             })
             .collect()
-    }
-}
-
-/// Creates the facilities table as `template.yaml` declares it (for local emulators and
-/// tests; in AWS the stack creates it).
-pub async fn create_table(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Result<(), FacilityError> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-        Projection, ProjectionType, ScalarAttributeType,
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    let result = client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .attribute_definitions(attr("region_pk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name("by-region")
-                .key_schema(key("region_pk", KeyType::Hash))
-                .key_schema(key("pk", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .expect("index"),
-        )
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|se| se.is_resource_in_use_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(FacilityError(crate::aws::describe_sdk_error(&e))),
-    }
-}
-
-/// The facilities table in memory, for the local stack and tests. Same contract as DynamoDB.
-#[derive(Debug, Default)]
-pub struct MemoryFacilityStore {
-    state: std::sync::Mutex<MemoryFacilities>,
-}
-
-#[derive(Debug, Default)]
-struct MemoryFacilities {
-    /// facility → (status, rev)
-    status: std::collections::BTreeMap<FacilityId, (FacilityStatus, u64)>,
-    /// (facility, since, version) → flip
-    flips: std::collections::BTreeMap<(FacilityId, i64, u64), FacilityStatus>,
-    /// (facility, start, session) → segment
-    segments: std::collections::BTreeMap<(FacilityId, i64, String), Segment>,
-}
-
-impl MemoryFacilityStore {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// History items held (flips and session segments).
-    pub fn history_len(&self) -> usize {
-        self.with(|s| s.flips.len() + s.segments.len())
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut MemoryFacilities) -> T) -> T {
-        f(&mut self.state.lock().expect("facilities lock"))
-    }
-}
-
-#[async_trait]
-impl FacilityStore for MemoryFacilityStore {
-    async fn online_facilities(&self) -> Result<Vec<FacilityStatus>, FacilityError> {
-        Ok(self.with(|m| {
-            m.status
-                .values()
-                .filter(|(s, _)| s.status == Status::Online)
-                .map(|(s, _)| s.clone())
-                .collect()
-        }))
-    }
-
-    async fn put_status(&self, state: &FacilityState, _now_ms: i64) -> Result<bool, FacilityError> {
-        Ok(self.with(|m| {
-            let newer = match m.status.get(&state.status.facility_id) {
-                None => true,
-                Some((held, rev)) => {
-                    held.version < state.status.version
-                        || (held.version == state.status.version && *rev < state.rev)
-                }
-            };
-            if newer {
-                m.status.insert(
-                    state.status.facility_id.clone(),
-                    (state.status.clone(), state.rev),
-                );
-            }
-            newer
-        }))
-    }
-
-    async fn append_history(
-        &self,
-        entries: &[JournalEntry],
-        _now_ms: i64,
-    ) -> Result<(), FacilityError> {
-        self.with(|m| {
-            for e in entries {
-                match e {
-                    JournalEntry::Flip(f) => {
-                        m.flips
-                            .insert((f.facility_id.clone(), f.since_ms, f.version), f.clone());
-                    }
-                    JournalEntry::Segment(s) => {
-                        m.segments.insert(
-                            (s.facility_id.clone(), s.start_ms, s.session_id.to_string()),
-                            s.clone(),
-                        );
-                    }
-                }
-            }
-        });
-        Ok(())
-    }
-
-    async fn status(&self, facility: &FacilityId) -> Result<Option<FacilityStatus>, FacilityError> {
-        Ok(self.with(|m| m.status.get(facility).map(|(s, _)| s.clone())))
-    }
-
-    async fn region(&self, region: &RegionId) -> Result<Vec<FacilityStatus>, FacilityError> {
-        Ok(self.with(|m| {
-            m.status
-                .values()
-                .filter(|(s, _)| s.region == *region)
-                .map(|(s, _)| s.clone())
-                .collect()
-        }))
-    }
-
-    async fn flips(
-        &self,
-        facility: &FacilityId,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<FacilityStatus>, FacilityError> {
-        Ok(self.with(|m| {
-            m.flips
-                .range((facility.clone(), from_ms, 0)..=(facility.clone(), to_ms, u64::MAX))
-                .map(|(_, f)| f.clone())
-                .collect()
-        }))
-    }
-
-    async fn online_at(
-        &self,
-        facility: &FacilityId,
-        at_ms: i64,
-    ) -> Result<Vec<Segment>, FacilityError> {
-        Ok(self.with(|m| {
-            m.segments
-                .values()
-                .filter(|s| s.facility_id == *facility && s.start_ms <= at_ms && s.end_ms >= at_ms)
-                .cloned()
-                .collect()
-        }))
     }
 }

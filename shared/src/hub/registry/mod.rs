@@ -1,0 +1,75 @@
+//! The connection registry in DynamoDB (the `connections` table).
+//!
+//! API Gateway keeps no group lists, so this table does, and nothing lives in server memory.
+//!
+//! # Items (one table, string keys `pk` + `sk`)
+//!
+//! | item | pk | sk | index keys |
+//! |---|---|---|---|
+//! | connection | `CONN#{id}` | `META` | `user_pk = USER#{user}`, `user_sk = CONN#{id}`; `facility_pk = FACILITY#{f}`; `region_pk = REGION#{r}`; `expires_at` TTL |
+//! | membership | `GROUP#{group}` | `USER#{user}` | `user_pk = USER#{user}`, `user_sk = GROUP#{group}` |
+//!
+//! Indexes: `by-user` (`user_pk`, `user_sk`): a user's connections and groups; `by-facility`
+//! (`facility_pk`, `pk`) and `by-region` (`region_pk`, `pk`): the connections of the
+//! automatic facility and region groups. Group → users is a `Query` on `GROUP#{group}`.
+//! Memberships belong to the user, not a connection: they outlive reconnects. Connection
+//! items expire (TTL) after API Gateway's 2-hour connection limit, so a missed `$disconnect`
+//! never lingers for long; a failed push (410) deletes one at once.
+
+mod dynamo;
+mod memory;
+
+pub use dynamo::DynamoConnectionRegistry;
+pub use memory::MemoryConnectionRegistry;
+
+use crate::ids::{FacilityId, RegionId, SessionId, UserId};
+use async_trait::async_trait;
+
+/// API Gateway closes every connection after 2 hours; items live a little longer.
+pub const CONNECTION_TTL_S: i64 = 2 * 3600 + 300;
+
+/// A connection as registered at `$connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub id: String,
+    pub user: UserId,
+    pub facility: FacilityId,
+    pub region: RegionId,
+    /// The session bound to this socket (`?session_id=`), ended at `$disconnect`.
+    pub session_id: Option<SessionId>,
+    pub connected_ms: i64,
+}
+
+/// A registry failure (for logs): the port's cause.
+pub type RegistryError = crate::port::PortError;
+
+/// Connections and user-level group memberships.
+#[async_trait]
+pub trait ConnectionRegistry: Send + Sync {
+    async fn register(&self, connection: &Connection) -> Result<(), RegistryError>;
+    /// Removes a connection; returns it if it was registered (idempotent).
+    async fn remove(&self, id: &str) -> Result<Option<Connection>, RegistryError>;
+    async fn get(&self, id: &str) -> Result<Option<Connection>, RegistryError>;
+    /// Adds a membership; returns whether it is new.
+    async fn join(&self, user: &UserId, group: &str, now_ms: i64) -> Result<bool, RegistryError>;
+    /// Removes a membership; returns whether there was one.
+    async fn leave(&self, user: &UserId, group: &str) -> Result<bool, RegistryError>;
+    async fn is_member(&self, user: &UserId, group: &str) -> Result<bool, RegistryError>;
+    /// Users with a stored membership of `group`.
+    async fn members(&self, group: &str) -> Result<Vec<UserId>, RegistryError>;
+    /// Connection ids of a user.
+    async fn user_connections(&self, user: &UserId) -> Result<Vec<String>, RegistryError>;
+    /// Connections of a facility, with their users.
+    async fn facility_connections(
+        &self,
+        facility: &FacilityId,
+    ) -> Result<Vec<(String, UserId)>, RegistryError>;
+    /// Connections of a region, with their users.
+    async fn region_connections(
+        &self,
+        region: &RegionId,
+    ) -> Result<Vec<(String, UserId)>, RegistryError>;
+    /// Every registered connection id. Reads every connection item (not memberships): only
+    /// for `resync` after a Redis data loss, never on a schedule.
+    async fn all_connections(&self) -> Result<Vec<String>, RegistryError>;
+}
