@@ -6,7 +6,8 @@
 use presence::config::SessionSettings;
 use presence::facilities::{FacilityStore, MemoryFacilityStore};
 use presence::ids::FacilityId;
-use presence::protocol::{PushMessage, Status};
+use presence::ledger::MemoryPartitionLedger;
+use presence::protocol::{PushMessage, Status, Target};
 use presence::queue::MemoryQueue;
 use presence::rollup::{Rollup, RollupSettings};
 use presence::sessions::{RedisConnection, SessionStore};
@@ -195,5 +196,127 @@ async fn a_wiped_redis_holds_offline_flips_and_keeps_versions_growing() {
     assert!(
         stored_a.version > 4 && stored_b.version > 1,
         "versions kept growing: {stored_a:?} {stored_b:?}"
+    );
+}
+
+fn resyncs(bodies: &[String]) -> usize {
+    bodies
+        .iter()
+        .filter(|b| {
+            matches!(serde_json::from_str::<PushMessage>(b),
+                Ok(PushMessage::Deliver(d)) if d.to == Target::All && d.data["type"] == "resync")
+        })
+        .count()
+}
+
+fn settings(hold_s: u64) -> SessionSettings {
+    SessionSettings {
+        ttl: Duration::from_secs(75),
+        heartbeat_interval: Duration::from_secs(30),
+        partitions: 1,
+        loss_hold: Duration::from_secs(hold_s),
+    }
+}
+
+#[tokio::test]
+async fn a_first_start_is_not_a_loss_but_a_wipe_after_it_is() {
+    let redis = RedisServer::start();
+    let ledger = Arc::new(MemoryPartitionLedger::new());
+    let store = SessionStore::new(
+        RedisConnection::connect(&redis.settings()).await.unwrap(),
+        &settings(75),
+    )
+    .with_ledger(ledger.clone());
+    let p = store
+        .partitioner()
+        .partition_of(&FacilityId::parse("a").unwrap());
+    let statuses = |flips: &[presence::protocol::FacilityStatus]| {
+        flips.iter().map(|f| f.status).collect::<Vec<_>>()
+    };
+
+    // The first heartbeat that ever lands in the partition, then its end: offline at once.
+    let t = 1_763_900_000_000;
+    let on = store
+        .apply(p, t, &[heartbeat("s1", "u1", "a", "r", t, false)])
+        .await
+        .unwrap();
+    assert_eq!(statuses(&on.flips), [Status::Online]);
+    let off = store
+        .apply(p, t + S, &[heartbeat("s1", "u1", "a", "r", t + S, true)])
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(&off.flips),
+        [Status::Offline],
+        "a fresh partition holds nothing"
+    );
+
+    // Redis loses its data: the next epoch is held, as the ledger knows one came before.
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    let l = t + 10 * S;
+    let on = store
+        .apply(p, l, &[heartbeat("s2", "u1", "a", "r", l, false)])
+        .await
+        .unwrap();
+    assert_eq!(statuses(&on.flips), [Status::Online]);
+    let off = store
+        .apply(p, l + S, &[heartbeat("s2", "u1", "a", "r", l + S, true)])
+        .await
+        .unwrap();
+    assert!(off.flips.is_empty(), "held after a loss: {:?}", off.flips);
+    let released = store.sweep(p, l + 80 * S, 10).await.unwrap();
+    assert_eq!(statuses(&released.flips), [Status::Offline]);
+}
+
+#[tokio::test]
+async fn after_a_loss_the_rollup_asks_every_client_to_resync_once() {
+    let redis = RedisServer::start();
+    let store = SessionStore::new(
+        RedisConnection::connect(&redis.settings()).await.unwrap(),
+        &settings(5),
+    )
+    .with_ledger(Arc::new(MemoryPartitionLedger::new()));
+    let p = store
+        .partitioner()
+        .partition_of(&FacilityId::parse("a").unwrap());
+    let push = Arc::new(MemoryQueue::new());
+    let rollup = Rollup::new(
+        store.clone(),
+        Arc::new(MemoryFacilityStore::new()),
+        push.clone(),
+        RollupSettings::default(),
+    );
+    let t = 1_763_900_000_000;
+    // Online, pushed to clients, not yet persisted by the rollup...
+    store
+        .apply(p, t, &[heartbeat("s1", "u1", "a", "r", t, false)])
+        .await
+        .unwrap();
+    // ...when Redis loses its data. The session never comes back.
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    let l = t + 10 * S;
+    store.sweep(p, l, 10).await.unwrap(); // the sweeper starts the new epoch
+    assert!(rollup.run(l + 2 * S).await.errors.is_empty());
+    assert_eq!(resyncs(&push.drain()), 0, "not during the hold");
+    let report = rollup.run(l + 6 * S).await;
+    assert!(report.errors.is_empty());
+    assert_eq!(report.resyncs, 1);
+    assert_eq!(resyncs(&push.drain()), 1, "once the hold is over");
+    assert!(rollup.run(l + 7 * S).await.errors.is_empty());
+    assert_eq!(resyncs(&push.drain()), 0, "once per loss");
+    // The snapshot clients take then no longer shows the facility.
+    let snapshot = store
+        .snapshot(&presence::ids::RegionId::parse("r").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        snapshot.iter().all(|f| f.status == Status::Offline),
+        "{snapshot:?}"
     );
 }

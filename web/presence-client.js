@@ -126,6 +126,42 @@ export class FacilityBoard {
     return held ? { ...held } : undefined;
   }
 
+  /**
+   * Replaces what is held with a snapshot taken after the server asked clients to
+   * `resync` (Redis lost its data): versions may have started again, so entries are taken
+   * whatever their version, and a facility held but absent from the snapshot is offline
+   * (with version 0, so that any later event for it applies).
+   * @param {FacilityStatus[]} list
+   * @returns {FacilityStatus[]} the statuses that changed (copies, as now held)
+   */
+  replace(list) {
+    const changed = [];
+    if (!Array.isArray(list)) return changed;
+    const fresh = new Map();
+    for (const status of list) {
+      if (status && typeof status === 'object' && typeof status.facility_id === 'string') {
+        fresh.set(status.facility_id, status);
+      }
+    }
+    for (const [id, held] of [...this.#byId]) {
+      if (fresh.has(id)) continue;
+      this.#byId.delete(id);
+      this.apply({ ...held, status: 'offline', version: 0, online_sessions: 0, since_ms: Date.now() });
+      if (held.status !== 'offline') changed.push(this.get(id));
+    }
+    for (const [id, status] of fresh) {
+      const held = this.#byId.get(id);
+      this.#byId.delete(id);
+      if (!this.apply(status)) {
+        if (held) this.#byId.set(id, held);
+        continue;
+      }
+      const now = this.#byId.get(id);
+      if (!held || held.status !== now.status || held.version !== now.version) changed.push(this.get(id));
+    }
+    return changed;
+  }
+
   /** @returns {FacilityStatus[]} copies of every held status */
   all() {
     return [...this.#byId.values()].map((s) => ({ ...s }));
@@ -240,8 +276,10 @@ function settleWithin(promise, ms) {
  *
  * Events (all `CustomEvent`s, payload in `event.detail`):
  * - `status`        a `FacilityStatus` that was applied (newer than the one held)
- * - `snapshot`      `{region, facilities, applied}` — the raw list and the entries applied;
- *                   snapshot entries do not fire `status`, read them from `applied`/`board`
+ * - `snapshot`      `{region, facilities, applied, resync}` — the raw list and the entries
+ *                   applied (with `resync`: every entry that changed, facilities no longer
+ *                   known included, now offline); snapshot entries do not fire `status`, read
+ *                   them from `applied`/`board`
  * - `message`       `{group, from, data}`
  * - `joined`/`left` `{group, ref?}` — for this user, whichever device asked
  * - `member.joined`/`member.left` `{group, user}` — other users
@@ -1021,7 +1059,7 @@ export class PresenceClient extends EventTarget {
   }
 
   /** Sends an action with a fresh `ref`; settles with the reply carrying that `ref`. */
-  #request(body) {
+  #request(body, { resync = false } = {}) {
     return new Promise((resolve, reject) => {
       if (!this.#isOpen()) {
         reject(new PresenceError('not_connected', 'not connected', body.action));
@@ -1033,7 +1071,7 @@ export class PresenceClient extends EventTarget {
           reject(new PresenceError('timeout', `no reply to ${body.action} within ${this.#requestTimeoutMs} ms`, body.action));
         }
       }, this.#requestTimeoutMs);
-      this.#pending.set(ref, { resolve, reject, timer, action: body.action, group: body.group });
+      this.#pending.set(ref, { resolve, reject, timer, action: body.action, group: body.group, resync });
       try {
         this.#ws.send(JSON.stringify({ ...body, ref }));
       } catch (error) {
@@ -1081,10 +1119,18 @@ export class PresenceClient extends EventTarget {
         break;
       case 'snapshot': {
         const facilities = Array.isArray(msg.facilities) ? msg.facilities : [];
-        const applied = this.board.applySnapshot(facilities);
-        this.#emit('snapshot', { region: msg.region, facilities, applied });
+        const resync = Boolean(request?.resync);
+        const applied = resync ? this.board.replace(facilities) : this.board.applySnapshot(facilities);
+        this.#emit('snapshot', { region: msg.region, facilities, applied, resync });
         break;
       }
+      case 'resync':
+        // Redis lost its data: what was shown may be neither in Redis nor in DynamoDB, so
+        // no event will ever correct it. Take the truth again, whatever its versions.
+        this.#request({ action: 'snapshot' }, { resync: true }).catch((error) => {
+          this.#emit('error', { source: 'server', code: error?.code, message: error?.message, action: 'snapshot' });
+        });
+        break;
       case 'joined':
         // Sent to all of the user's devices: membership is the user's, so follow it.
         if (isChatGroup(msg.group)) {

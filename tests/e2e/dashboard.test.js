@@ -5,61 +5,26 @@
 // with two pages shares a context (two tabs of one browser).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { here, launchBrowser, signIn as signInAt, startStack, tileStatus } from './support.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
 const TTL_S = 3;
-const bin = process.env.PRESENCE_LOCAL_BIN ?? path.join(repo, 'target', 'debug', 'presence-local');
 
 let stack;
 let baseUrl;
 let browser;
 
-function startStack() {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, ['--http-port', '0', '--ws-port', '0', '--web-dir', path.join(repo, 'web')], {
-      env: {
-        ...process.env,
-        SESSION_TTL_SECONDS: String(TTL_S),
-        HEARTBEAT_INTERVAL_SECONDS: '1',
-        EXPIRY_SCHEDULE_SECONDS: '30',
-        ROLLUP_SCHEDULE_SECONDS: '30',
-        RUST_LOG: process.env.RUST_LOG ?? 'warn',
-        REDIS_URL: '',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`local stack did not start: ${out}`)), 60_000);
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const m = out.match(/dashboard:\s+(http:\/\/\S+?)\/\s/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1] });
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`local stack exited with ${code}: ${out}`)));
-  });
-}
-
 before(async () => {
-  const started = await startStack();
+  const started = await startStack({
+    SESSION_TTL_SECONDS: String(TTL_S),
+    HEARTBEAT_INTERVAL_SECONDS: '1',
+    EXPIRY_SCHEDULE_SECONDS: '30',
+    ROLLUP_SCHEDULE_SECONDS: '30',
+  });
   stack = started.child;
   baseUrl = started.url;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--no-first-run', '--disable-quic', '--disable-sync',
-    ],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -67,23 +32,7 @@ after(async () => {
   stack?.kill('SIGINT');
 });
 
-async function signIn(context, user) {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error(`[${user}] page error:`, e.message));
-  await page.goto(`${baseUrl}/?user=${user}`);
-  await page.waitForSelector('#connection[data-state="open"]', { timeout: 10_000 });
-  return page;
-}
-
-/** Resolves when the facility's tile shows `status`; returns the ms it took from `since`. */
-async function tileStatus(page, facility, status, timeoutMs) {
-  await page.waitForFunction(
-    ([f, s]) => document.querySelector(`[data-facility="${f}"]`)?.dataset.status === s,
-    [facility, status],
-    { timeout: timeoutMs, polling: 'raf' },
-  );
-  return Date.now();
-}
+const signIn = (context, user) => signInAt(baseUrl, context, user);
 
 test('a watcher sees another facility go online within a second and offline after the TTL', async () => {
   const a = await browser.newContext();

@@ -221,6 +221,25 @@ test('FacilityBoard.applySnapshot applies each entry and returns the applied one
   assert.deepEqual(board.applySnapshot(undefined), []);
 });
 
+test('FacilityBoard.replace takes a resync snapshot whatever its versions', () => {
+  const board = new FacilityBoard();
+  board.apply(status('a', 7));
+  board.apply(status('b', 3));
+  board.apply(status('c', 2, 'offline'));
+  // After a data loss: a at version 1 (its versions started again), b unknown, d new.
+  const changed = board.replace([status('a', 1), status('d', 1)]);
+  assert.deepEqual(changed.map((s) => [s.facility_id, s.status, s.version]).sort(), [
+    ['a', 'online', 1],
+    ['b', 'offline', 0],
+    ['d', 'online', 1],
+  ]);
+  assert.equal(board.get('c').status, 'offline');
+  // Later events of the new epoch apply.
+  assert.equal(board.apply(status('b', 1)), true);
+  assert.equal(board.apply(status('a', 2, 'offline')), true);
+  assert.deepEqual(board.replace(undefined), []);
+});
+
 // ------------------------------------------------------------------ helpers
 
 test('backoffDelay is full jitter under an exponential, capped ceiling', () => {
@@ -450,6 +469,25 @@ test('the socket carries the token (no session_id) and asks for a snapshot on op
   assert.equal(client.board.get('a').status, 'offline');
   await client.stop();
   assert.equal(socket.closedByClient, true);
+});
+
+test('a resync event makes the client take a snapshot and replace its board', async () => {
+  const { client, socket } = await connected();
+  const events = record(client, 'snapshot', 'status');
+  socket.open();
+  const first = socket.last('snapshot');
+  socket.push({ type: 'snapshot', region: 'r', facilities: [status('a', 9), status('b', 4)], ref: first.ref });
+  socket.push({ type: 'resync', reason: 'data_loss' });
+  const again = socket.last('snapshot');
+  assert.notEqual(again.ref, first.ref, 'a second snapshot is asked for');
+  assert.equal('resync' in again, false, 'the frame carries no client-side flag');
+  socket.push({ type: 'snapshot', region: 'r', facilities: [status('b', 1)], ref: again.ref });
+  const snap = events.filter((e) => e.type === 'snapshot')[1].detail;
+  assert.equal(snap.resync, true);
+  assert.deepEqual(snap.applied.map((s) => [s.facility_id, s.status]).sort(), [['a', 'offline'], ['b', 'online']]);
+  assert.equal(client.board.get('a').status, 'offline');
+  assert.equal(client.board.get('b').version, 1);
+  await client.stop();
 });
 
 test('requests resolve with the reply matched by ref and reject on error replies', async () => {

@@ -1,0 +1,153 @@
+//! The local stack, started in-process the way `scripts/run.sh` starts it: it reads every
+//! function's settings the way the function does, and refuses what the functions refuse.
+
+use futures::StreamExt;
+use presence::config::Env;
+use presence_local::stack::{LocalStack, StackOptions};
+use presence_tests::*;
+
+fn options() -> StackOptions {
+    StackOptions {
+        http_port: 0,
+        ws_port: 0,
+        ..StackOptions::default()
+    }
+}
+
+/// Settings a deployment changes, each away from its default.
+fn tuned() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("SESSION_TTL_SECONDS", "40"),
+        ("HEARTBEAT_INTERVAL_SECONDS", "12"),
+        ("PARTITIONS", "8"),
+        ("LOSS_HOLD_SECONDS", "17"),
+        ("HISTORY_RETENTION_DAYS", "30"),
+        ("REPUBLISH_AFTER_SECONDS", "9"),
+        ("SWEEP_WINDOW_SECONDS", "20"),
+        ("JWT_SECRET", "a-deployment-secret-of-32-bytes-at-least"),
+        ("JWT_ISSUER", "https://issuer.example"),
+    ]
+}
+
+#[tokio::test]
+async fn the_same_environment_gives_the_stack_and_each_function_the_same_settings() {
+    let stack = LocalStack::start(&Env::from_pairs(tuned()), options())
+        .await
+        .unwrap();
+    let local = stack.settings();
+    // What the template gives each function in AWS, on top of the same tuned variables.
+    let mut lambda = tuned();
+    let redis = stack.redis_url.clone();
+    let mgmt = stack.ws.management_endpoint();
+    lambda.extend([
+        ("REDIS_URL", redis.as_str()),
+        (
+            "HEARTBEAT_QUEUE_URL",
+            "https://sqs.eu-north-1.amazonaws.com/1/heartbeats",
+        ),
+        (
+            "PUSH_QUEUE_URL",
+            "https://sqs.eu-north-1.amazonaws.com/1/push",
+        ),
+        ("FACILITIES_TABLE", "facilities"),
+        ("CONNECTIONS_TABLE", "connections"),
+        ("WEBSOCKET_ENDPOINT", mgmt.as_str()),
+    ]);
+    let env = Env::from_pairs(lambda);
+    let ingest = heartbeat_ingest::Config::from_env(&env).unwrap();
+    let consumer = heartbeat_consumer::Config::from_env(&env).unwrap();
+    let expiry = session_expiry::Config::from_env(&env).unwrap();
+    let rollup = facility_rollup::Config::from_env(&env).unwrap();
+    let hub = presence::hub::HubConfig::from_env(&env).unwrap();
+    for sessions in [
+        &local.ingest.sessions,
+        &local.consumer.sessions,
+        &local.expiry.sessions,
+        &local.rollup.sessions,
+        &local.hub.sessions,
+    ] {
+        assert_eq!(*sessions, ingest.sessions);
+        assert_eq!(*sessions, consumer.sessions);
+        assert_eq!(*sessions, expiry.sessions);
+        assert_eq!(*sessions, rollup.sessions);
+        assert_eq!(*sessions, hub.sessions);
+    }
+    assert_eq!(local.rollup.history_retention, rollup.history_retention);
+    assert_eq!(local.rollup.republish_after, rollup.republish_after);
+    assert_eq!(local.expiry.sweep_window, expiry.sweep_window);
+    assert_eq!(local.consumer.redis, consumer.redis);
+    // Tokens: the same key and checks (the issuer is required by both).
+    assert_eq!(
+        format!("{:?}", local.ingest.auth),
+        format!("{:?}", ingest.auth)
+    );
+    assert_eq!(format!("{:?}", local.hub.auth), format!("{:?}", hub.auth));
+    // And they are the tuned values, not the defaults.
+    assert_eq!(ingest.sessions.ttl.as_secs(), 40);
+    assert_eq!(rollup.history_retention.as_secs(), 30 * 86_400);
+    assert_eq!(rollup.republish_after.as_secs(), 9);
+    stack.shutdown().await;
+}
+
+/// A token signed with the development secret whose `nbf` lies `ahead_s` in the future.
+fn token_not_before(ahead_s: i64) -> String {
+    let now = presence::now_ms() / 1000;
+    let claims = serde_json::json!({"sub": "doctor-bo", "facility": "st-olav-er",
+        "region": "trondelag", "exp": now + 3600, "nbf": now + ahead_s});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(DEV_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_not_valid_yet_is_refused_like_an_expired_one() {
+    let stack = LocalStack::start(&Env::from_pairs::<&str, &str>([]), options())
+        .await
+        .unwrap();
+    let early = token_not_before(3600);
+    let bearer = format!("Bearer {early}");
+    let body = r#"{"session_id":"tab-early","state":"active"}"#;
+    let url = format!("{}/v1/heartbeats", stack.http_url);
+    let (status, text) = http("POST", &url, &[("authorization", &bearer)], body).await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("not valid yet"), "{text}");
+    // Nothing was enqueued, so nothing went online.
+    let (_, stats) = http("GET", &format!("{}/dev/stats", stack.http_url), &[], "").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["queues"]["heartbeats"]["visible"], 0);
+    assert_eq!(stats["queues"]["heartbeats"]["in_flight"], 0);
+
+    // The WebSocket upgrade is refused with 401, and no connection is registered.
+    let ws = format!(
+        "{}?token={early}&session_id=tab-early",
+        stack.ws.websocket_url()
+    );
+    match tokio_tungstenite::connect_async(ws).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("the upgrade was not refused: {:?}", other.map(|_| ())),
+    }
+    let (_, stats) = http("GET", &format!("{}/dev/stats", stack.http_url), &[], "").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["connections"], 0);
+
+    // The same token without the future nbf works (the check is the nbf, nothing else).
+    let fine = token_not_before(-60);
+    let (status, _) = http(
+        "POST",
+        &url,
+        &[("authorization", &format!("Bearer {fine}"))],
+        body,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("{}?token={fine}", stack.ws.websocket_url()))
+            .await
+            .expect("a valid token connects");
+    let _ = socket.close(None).await;
+    let _ = socket.next().await;
+    stack.shutdown().await;
+}
