@@ -87,6 +87,14 @@ fn declared_calls_are_exactly_the_sdk_calls_the_code_can_make() {
     let mut problems = Vec::new();
     for (name, declared) in FUNCTIONS {
         let found = code::sdk_calls(&repo(), name);
+        if std::env::var_os("PERMISSIONS_DEBUG").is_some() {
+            for f in &found.calls {
+                eprintln!(
+                    "{name}: {} {} {:?} at {} via {}",
+                    f.sdk, f.operation, f.index, f.at, f.path
+                );
+            }
+        }
         for w in &found.problems {
             problems.push(format!("{name}: {w}"));
         }
@@ -308,12 +316,27 @@ mod code {
         Sdk(String),
         /// The request builder of an SDK call (its id).
         Builder(Loc),
+        /// A std container or wrapper (`Vec`, `HashMap`, `Mutex`, ...) of values of this type,
+        /// or something taken out of one: its methods are std's or the element's.
+        Std(Box<Ty>),
         /// A type of another crate (std, tokio, ...): its methods call no SDK.
         Foreign,
         Unknown,
     }
 
     type Loc = (String, usize, usize);
+
+    impl Ty {
+        /// A container of `elem`.
+        fn container(elem: Ty) -> Ty {
+            match elem {
+                Ty::Foreign => Ty::Foreign,
+                Ty::Unknown => Ty::Unknown,
+                Ty::Std(t) => Ty::Std(t),
+                t => Ty::Std(Box::new(t)),
+            }
+        }
+    }
 
     struct FnDef {
         name: String,
@@ -646,15 +669,23 @@ mod code {
                 syn::Type::Paren(p) => self.ty_in(&p.elem, self_ty, bounds),
                 syn::Type::Group(g) => self.ty_in(&g.elem, self_ty, bounds),
                 syn::Type::TraitObject(o) => self.bounds_ty(&o.bounds),
-                syn::Type::Slice(s) => match self.ty_in(&s.elem, self_ty, bounds) {
-                    Ty::Foreign => Ty::Foreign,
-                    _ => Ty::Unknown,
-                },
-                syn::Type::Array(a) => match self.ty_in(&a.elem, self_ty, bounds) {
-                    Ty::Foreign => Ty::Foreign,
-                    _ => Ty::Unknown,
-                },
-                syn::Type::Tuple(t) if t.elems.is_empty() => Ty::Foreign,
+                syn::Type::Slice(s) => Ty::container(self.ty_in(&s.elem, self_ty, bounds)),
+                syn::Type::Array(a) => Ty::container(self.ty_in(&a.elem, self_ty, bounds)),
+                syn::Type::Tuple(t) => {
+                    // A tuple is foreign when every element is.
+                    let mut ty = Ty::Foreign;
+                    for e in &t.elems {
+                        match self.ty_in(e, self_ty, bounds) {
+                            Ty::Foreign => {}
+                            other => {
+                                ty = Ty::container(other);
+                                break;
+                            }
+                        }
+                    }
+                    ty
+                }
+                syn::Type::Ptr(_) | syn::Type::BareFn(_) | syn::Type::Never(_) => Ty::Foreign,
                 syn::Type::Infer(_) => Ty::Unknown,
                 syn::Type::ImplTrait(i) => self.bounds_ty(&i.bounds),
                 syn::Type::Path(p) => {
@@ -697,20 +728,23 @@ mod code {
                         }
                         _ if self.is_ours(&name) => Ty::Ours(name),
                         _ => {
-                            // Vec<T>, HashMap<K, V>, ...: foreign when no argument is ours.
-                            let mut ty = Ty::Foreign;
+                            // Vec<T>, HashMap<K, V>, Mutex<T>: foreign when no argument is
+                            // ours, else a container of the first that is.
                             for seg in &p.path.segments {
                                 if let syn::PathArguments::AngleBracketed(a) = &seg.arguments {
                                     for arg in &a.args {
                                         if let syn::GenericArgument::Type(inner) = arg {
-                                            if self.ty_in(inner, self_ty, bounds) != Ty::Foreign {
-                                                ty = Ty::Unknown;
+                                            match self.ty_in(inner, self_ty, bounds) {
+                                                Ty::Foreign => {}
+                                                Ty::Unknown => return Ty::Unknown,
+                                                Ty::Std(t) => return Ty::Std(t),
+                                                t => return Ty::Std(Box::new(t)),
                                             }
                                         }
                                     }
                                 }
                             }
-                            ty
+                            Ty::Foreign
                         }
                     }
                 }
@@ -951,13 +985,16 @@ mod code {
         u: &'u Universe,
         f: &'u FnDef,
         built: &'u HashSet<String>,
-        env: HashMap<String, Ty>,
+        /// Names in scope, innermost last.
+        scopes: Vec<HashMap<String, Ty>>,
+        /// The type of the parameters of a closure (by its place), from the call it is
+        /// passed to (`x.map(|v| ..)` on a container of T: a T).
+        closure_params: HashMap<Loc, Ty>,
         /// `use` inside the function's body.
         local_imports: Vec<Vec<String>>,
         /// Builders: the op, and the index argument seen on it.
         builders: BTreeMap<Loc, (String, String, Option<Arg>)>,
         out: Facts,
-        collecting_locals: bool,
     }
 
     fn loc_of(span: proc_macro2::Span, file: &str) -> Loc {
@@ -990,20 +1027,18 @@ mod code {
                 u,
                 f,
                 built,
-                env: HashMap::new(),
+                scopes: vec![HashMap::new()],
+                closure_params: HashMap::new(),
                 local_imports: Vec::new(),
                 builders: BTreeMap::new(),
                 out: Facts::default(),
-                collecting_locals: true,
             };
             for (name, t) in &f.params {
                 let ty = u.ty_of_type(t, f);
-                w.env.insert(name.clone(), ty);
+                w.set(name.clone(), ty);
             }
-            // Two passes: `let` types first (in order), then calls with every local known.
-            w.visit_block(&f.block);
-            w.collecting_locals = false;
-            w.builders.clear();
+            // One pass in source order: Rust declares a name before its use, so every `let`
+            // is typed before the calls that use it.
             w.visit_block(&f.block);
             for (at, (sdk, op, index)) in std::mem::take(&mut w.builders) {
                 let target = match index {
@@ -1029,19 +1064,25 @@ mod code {
             loc_of(span, &self.f.file)
         }
 
+        fn lookup(&self, name: &str) -> Option<&Ty> {
+            self.scopes.iter().rev().find_map(|s| s.get(name))
+        }
+
+        fn set(&mut self, name: String, ty: Ty) {
+            self.scopes.last_mut().expect("a scope").insert(name, ty);
+        }
+
+        fn push(&mut self) {
+            self.scopes.push(HashMap::new());
+        }
+
+        fn pop(&mut self) {
+            self.scopes.pop();
+        }
+
         fn bind(&mut self, pat: &syn::Pat, ty: Ty) {
             match pat {
-                syn::Pat::Ident(i) => {
-                    let name = i.ident.to_string();
-                    match self.env.get(&name) {
-                        Some(old) if *old != ty => {
-                            self.env.insert(name, Ty::Unknown);
-                        }
-                        _ => {
-                            self.env.insert(name, ty);
-                        }
-                    }
-                }
+                syn::Pat::Ident(i) => self.set(i.ident.to_string(), ty),
                 syn::Pat::Type(pt) => {
                     let ty = self.u.ty_of_type(&pt.ty, self.f);
                     self.bind(&pt.pat, ty);
@@ -1055,6 +1096,7 @@ mod code {
         fn bind_matched(&mut self, pat: &syn::Pat, scrutinee: Ty) {
             match pat {
                 _ if scrutinee == Ty::Foreign => self.bind_all(pat, Ty::Foreign),
+                _ if matches!(scrutinee, Ty::Std(_)) => self.bind_all(pat, scrutinee),
                 syn::Pat::Ident(_) | syn::Pat::Type(_) => self.bind(pat, scrutinee),
                 syn::Pat::Reference(r) => self.bind_matched(&r.pat, scrutinee),
                 syn::Pat::Paren(p) => self.bind_matched(&p.pat, scrutinee),
@@ -1083,14 +1125,7 @@ mod code {
             let mut n = Names(Vec::new());
             n.visit_pat(pat);
             for name in n.0 {
-                match self.env.get(&name) {
-                    Some(old) if *old != ty => {
-                        self.env.insert(name, Ty::Unknown);
-                    }
-                    _ => {
-                        self.env.insert(name, ty.clone());
-                    }
-                }
+                self.set(name, ty.clone());
             }
         }
 
@@ -1157,7 +1192,7 @@ mod code {
             if !imported.is_empty() {
                 return imported;
             }
-            if self.env.contains_key(&last) {
+            if self.lookup(&last).is_some() {
                 return Vec::new(); // a local closure or value
             }
             free
@@ -1190,14 +1225,14 @@ mod code {
         }
 
         /// The type of an expression, as far as fields, parameters, locals and return types tell.
-        fn ty(&mut self, e: &syn::Expr) -> Ty {
+        fn ty(&self, e: &syn::Expr) -> Ty {
             match e {
                 syn::Expr::Path(p) if p.path.segments.len() == 1 => {
                     let name = p.path.segments[0].ident.to_string();
                     if name == "self" {
                         return self.f.self_ty.clone().map(Ty::Ours).unwrap_or(Ty::Unknown);
                     }
-                    if let Some(t) = self.env.get(&name) {
+                    if let Some(t) = self.lookup(&name) {
                         return t.clone();
                     }
                     if self.u.structs.contains_key(&name) {
@@ -1270,6 +1305,19 @@ mod code {
                                 Ty::Unknown
                             }
                         }
+                        Ty::Std(elem) => {
+                            let elem = *elem;
+                            if let Ty::Ours(owner) = &elem {
+                                let cands = self.u.methods_of(owner, &m, self.built);
+                                let mut tys: Vec<Ty> =
+                                    cands.iter().map(|&i| self.ret_ty(i)).collect();
+                                tys.dedup();
+                                if tys.len() == 1 {
+                                    return tys.remove(0);
+                                }
+                            }
+                            Ty::Std(Box::new(elem))
+                        }
                         Ty::Foreign => Ty::Foreign,
                         _ => Ty::Unknown,
                     }
@@ -1310,14 +1358,51 @@ mod code {
                             return Ty::Ours(q.clone()); // a tuple variant or derived constructor
                         }
                         if !self.u.is_ours(q) && q != "Self" && cands.is_empty() {
-                            return Ty::Foreign;
+                            return self.foreign_result(&c.args);
                         }
+                    }
+                    if segs.len() == 1 && cands.is_empty() && self.lookup(&last).is_none() {
+                        return self.foreign_result(&c.args);
                     }
                     Ty::Unknown
                 }
-                syn::Expr::Macro(_) | syn::Expr::Cast(_) | syn::Expr::Binary(_) => Ty::Foreign,
+                syn::Expr::Index(i) => match self.ty(&i.expr) {
+                    Ty::Foreign => Ty::Foreign,
+                    Ty::Std(t) => Ty::Std(t),
+                    _ => Ty::Unknown,
+                },
+                syn::Expr::Macro(m) => {
+                    let name = m
+                        .mac
+                        .path
+                        .segments
+                        .last()
+                        .map(|s| s.ident.to_string())
+                        .unwrap_or_default();
+                    if matches!(
+                        name.as_str(),
+                        "format" | "concat" | "stringify" | "matches" | "env" | "include_str"
+                    ) {
+                        Ty::Foreign
+                    } else {
+                        Ty::Unknown
+                    }
+                }
+                syn::Expr::Cast(_) | syn::Expr::Binary(_) | syn::Expr::Range(_) => Ty::Foreign,
                 _ => Ty::Unknown,
             }
+        }
+
+        /// What a call into another crate returns: foreign, unless something of ours goes in
+        /// (`futures::stream::iter(users)`): then a container of it.
+        fn foreign_result(&self, args: &Punctuated<syn::Expr, syn::Token![,]>) -> Ty {
+            for a in args {
+                match self.ty(a) {
+                    Ty::Foreign => {}
+                    other => return Ty::container(other),
+                }
+            }
+            Ty::Foreign
         }
 
         fn arg(&self, e: &syn::Expr) -> Arg {
@@ -1368,65 +1453,107 @@ mod code {
     }
 
     impl<'a> Visit<'a> for Walker<'_> {
+        fn visit_block(&mut self, b: &'a syn::Block) {
+            self.push();
+            syn::visit::visit_block(self, b);
+            self.pop();
+        }
+
         fn visit_local(&mut self, l: &'a syn::Local) {
-            if self.collecting_locals {
-                let ty = match &l.init {
-                    Some(init) => self.ty(&init.expr),
-                    None => Ty::Unknown,
-                };
-                self.bind_matched(&l.pat, ty);
-            }
+            // The initializer first: the new name is not in scope in it.
             syn::visit::visit_local(self, l);
+            let ty = match &l.init {
+                Some(init) => self.ty(&init.expr),
+                None => Ty::Unknown,
+            };
+            self.bind_matched(&l.pat, ty);
         }
 
         fn visit_item_use(&mut self, u: &'a syn::ItemUse) {
-            if self.collecting_locals {
-                flatten_use(&u.tree, &mut Vec::new(), &mut self.local_imports);
-            }
+            flatten_use(&u.tree, &mut Vec::new(), &mut self.local_imports);
         }
 
         fn visit_expr_let(&mut self, l: &'a syn::ExprLet) {
-            if self.collecting_locals {
-                let ty = self.ty(&l.expr);
-                self.bind_matched(&l.pat, ty);
+            self.visit_expr(&l.expr);
+            let ty = self.ty(&l.expr);
+            self.bind_matched(&l.pat, ty);
+        }
+
+        fn visit_expr_if(&mut self, i: &'a syn::ExprIf) {
+            self.push();
+            self.visit_expr(&i.cond);
+            self.visit_block(&i.then_branch);
+            self.pop();
+            if let Some((_, e)) = &i.else_branch {
+                self.visit_expr(e);
             }
-            syn::visit::visit_expr_let(self, l);
+        }
+
+        fn visit_expr_while(&mut self, w: &'a syn::ExprWhile) {
+            self.push();
+            self.visit_expr(&w.cond);
+            self.visit_block(&w.body);
+            self.pop();
         }
 
         fn visit_expr_match(&mut self, m: &'a syn::ExprMatch) {
-            if self.collecting_locals {
-                let ty = self.ty(&m.expr);
-                for arm in &m.arms {
-                    self.bind_matched(&arm.pat, ty.clone());
+            self.visit_expr(&m.expr);
+            let ty = self.ty(&m.expr);
+            for arm in &m.arms {
+                self.push();
+                self.bind_matched(&arm.pat, ty.clone());
+                if let Some((_, guard)) = &arm.guard {
+                    self.visit_expr(guard);
                 }
+                self.visit_expr(&arm.body);
+                self.pop();
             }
-            syn::visit::visit_expr_match(self, m);
         }
 
         fn visit_expr_for_loop(&mut self, f: &'a syn::ExprForLoop) {
-            if self.collecting_locals {
-                let ty = match self.ty(&f.expr) {
-                    Ty::Foreign => Ty::Foreign,
-                    _ => Ty::Unknown,
-                };
-                self.bind_all(&f.pat, ty);
-            }
-            syn::visit::visit_expr_for_loop(self, f);
+            self.visit_expr(&f.expr);
+            let ty = match self.ty(&f.expr) {
+                Ty::Foreign => Ty::Foreign,
+                Ty::Std(t) => Ty::Std(t),
+                _ => Ty::Unknown,
+            };
+            self.push();
+            self.bind_all(&f.pat, ty);
+            self.visit_block(&f.body);
+            self.pop();
         }
 
         fn visit_expr_closure(&mut self, c: &'a syn::ExprClosure) {
-            if self.collecting_locals {
-                for p in &c.inputs {
-                    self.bind(p, Ty::Unknown);
+            let given = self.closure_params.get(&self.loc(c.span())).cloned();
+            self.push();
+            for p in &c.inputs {
+                match &given {
+                    Some(t) => self.bind_matched(p, t.clone()),
+                    None => self.bind(p, Ty::Unknown),
                 }
             }
-            syn::visit::visit_expr_closure(self, c);
+            self.visit_expr(&c.body);
+            self.pop();
         }
 
         fn visit_expr_method_call(&mut self, mc: &'a syn::ExprMethodCall) {
+            // `foreign.map(|x| ..)`: x is foreign; `container_of_t.map(|x| ..)`: x is a T.
+            let elem = match self.ty(&mc.receiver) {
+                Ty::Foreign => Some(Ty::Foreign),
+                Ty::Std(t) => Some(Ty::Std(t)),
+                _ => None,
+            };
+            if let Some(elem) = elem {
+                for a in &mc.args {
+                    if let syn::Expr::Closure(c) = a {
+                        let at = self.loc(c.span());
+                        self.closure_params.insert(at, elem.clone());
+                    }
+                }
+            }
             // The receiver first: a builder is made before its setters run.
             syn::visit::visit_expr_method_call(self, mc);
-            if !self.collecting_locals {
+            {
                 let recv = self.ty(&mc.receiver);
                 let m = mc.method.to_string();
                 let at = self.loc(mc.method.span());
@@ -1445,6 +1572,13 @@ mod code {
                     Ty::Ours(owner) => {
                         for c in self.u.methods_of(owner, &m, self.built) {
                             self.edge(c, args.clone(), at.clone());
+                        }
+                    }
+                    Ty::Std(elem) => {
+                        if let Ty::Ours(owner) = &**elem {
+                            for c in self.u.methods_of(owner, &m, self.built) {
+                                self.edge(c, args.clone(), at.clone());
+                            }
                         }
                     }
                     Ty::Unknown if m == "send" && mc.args.is_empty() => {
@@ -1489,7 +1623,7 @@ mod code {
 
         fn visit_expr_call(&mut self, c: &'a syn::ExprCall) {
             if let syn::Expr::Path(p) = &*c.func {
-                if !self.collecting_locals {
+                {
                     self.note_built(&p.path);
                     let at = self.loc(p.span());
                     let mut args: Vec<Arg> = c.args.iter().map(|a| self.arg(a)).collect();
@@ -1511,7 +1645,7 @@ mod code {
         }
 
         fn visit_expr_path(&mut self, p: &'a syn::ExprPath) {
-            if !self.collecting_locals {
+            {
                 // A function used as a value (`.map(Self::from_item)`), or a unit struct.
                 self.note_built(&p.path);
                 let at = self.loc(p.span());
@@ -1524,9 +1658,7 @@ mod code {
         }
 
         fn visit_expr_struct(&mut self, s: &'a syn::ExprStruct) {
-            if !self.collecting_locals {
-                self.note_built(&s.path);
-            }
+            self.note_built(&s.path);
             syn::visit::visit_expr_struct(self, s);
         }
 
@@ -1542,9 +1674,7 @@ mod code {
                 }
                 Err(_) => {
                     let text = m.tokens.to_string().replace(' ', "");
-                    if !self.collecting_locals
-                        && (text.contains(".send()") || text.contains("aws_sdk_"))
-                    {
+                    if text.contains(".send()") || text.contains("aws_sdk_") {
                         let at = self.loc(m.path.span());
                         self.out.problems.push(format!(
                             "{}:{}: a macro the scan cannot read contains an AWS call",

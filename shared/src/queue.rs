@@ -54,10 +54,6 @@ impl SqsQueue {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Sends bodies in batches of 10, several batches at once; returns the indexes that failed.
     pub async fn send_bodies(&self, bodies: &[String]) -> Result<(), PublishError> {
         use aws_sdk_sqs::types::SendMessageBatchRequestEntry;

@@ -64,8 +64,8 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
         Call::dynamodb("BatchWriteItem", Table("FACILITIES_TABLE")),
         // The stored status, after a conditional put was refused.
         Call::dynamodb("GetItem", Table("FACILITIES_TABLE")),
-        // Facilities stored as online, to reconcile after a Redis data loss.
-        Call::dynamodb("Scan", Table("FACILITIES_TABLE")),
+        // Facilities stored as online in a partition, to reconcile after a Redis data loss.
+        Call::dynamodb("Query", Index("FACILITIES_TABLE", "by-partition")),
     ]
 };
 

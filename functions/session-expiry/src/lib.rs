@@ -53,6 +53,8 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
     &[
         Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
         Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
+        // The partition ledger (facilities table), when a partition starts an epoch.
+        Call::dynamodb("UpdateItem", Table("FACILITIES_TABLE")),
     ]
 };
 

@@ -22,6 +22,8 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
         Call::secrets_manager("GetSecretValue", Secret("JWT_SECRET_ARN")),
         // Built by the shared warm-up list (presence::hub::setup) and dropped unsent.
         Call::management_api("GetConnection", Connections("WEBSOCKET_ENDPOINT")).never_sent(),
+        // The partition ledger (facilities table), when a partition starts an epoch.
+        Call::dynamodb("UpdateItem", Table("FACILITIES_TABLE")),
     ]
 };
 

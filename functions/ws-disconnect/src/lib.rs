@@ -18,6 +18,8 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
         Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
         // Built by the shared warm-up list (presence::hub::setup) and dropped unsent.
         Call::management_api("GetConnection", Connections("WEBSOCKET_ENDPOINT")).never_sent(),
+        // The partition ledger (facilities table), when a partition starts an epoch.
+        Call::dynamodb("UpdateItem", Table("FACILITIES_TABLE")),
     ]
 };
 

@@ -30,6 +30,10 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
         Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
         // Built by the shared warm-up list (presence::hub::setup) and dropped unsent.
         Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")).never_sent(),
+        // The partition ledger (facilities table), when a partition starts an epoch.
+        Call::dynamodb("UpdateItem", Table("FACILITIES_TABLE")),
+        // Every connection (a `resync` after a data loss): the sparse index holds only them.
+        Call::dynamodb("Scan", Index("CONNECTIONS_TABLE", "by-region")),
     ]
 };
 

@@ -16,31 +16,32 @@
 
 pub mod directory;
 mod http;
+mod routes;
 pub mod settings;
 mod simulation;
+mod tables;
+
+pub use routes::HubRoutes;
+use tables::Tables;
 
 pub use directory::{DirFacility, DirRegion, DirUser, Directory, SAMPLE_DIRECTORY};
 pub use settings::{DEV_SECRET, LocalSettings, StandIns};
 
 use crate::queue::{LocalQueue, QueueConfig, run_event_source};
-use crate::{LocalWebSocketApi, Route, WebSocketApiConfig, WebSocketRoutes};
-use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use crate::{LocalWebSocketApi, WebSocketApiConfig};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use presence::auth::DevTokenSigner;
 use presence::config::{ConfigError, Env};
-use presence::facilities::{FacilityStore, MemoryFacilityStore};
-use presence::hub::registry::{
-    ConnectionRegistry, DynamoConnectionRegistry, MemoryConnectionRegistry,
-};
+use presence::facilities::MemoryFacilityStore;
+use presence::hub::registry::MemoryConnectionRegistry;
 use presence::hub::{ApiGatewayManagement, Hub, HubPorts};
-use presence::ledger::{DynamoPartitionLedger, MemoryPartitionLedger, PartitionLedger};
 use presence::sessions::RedisConnection;
 use presence::wiring::SessionPorts;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Concurrent consumers of the heartbeat queue (Lambda scales an SQS trigger the same way).
@@ -119,48 +120,6 @@ impl std::fmt::Debug for LocalStack {
     }
 }
 
-/// The three WebSocket routes wired to the real ws-connect, ws-disconnect and ws-message
-/// handlers over a [`Hub`] (set once it exists: the hub needs the API's endpoint first).
-#[derive(Debug, Default)]
-pub struct HubRoutes {
-    hub: OnceLock<Hub>,
-}
-
-impl HubRoutes {
-    /// The API these routes expect, as `template.yaml` defines it: `$default` with a route
-    /// response (ws-message's replies are its response bodies). Limits are `base`'s.
-    pub fn api_config(base: WebSocketApiConfig) -> WebSocketApiConfig {
-        WebSocketApiConfig {
-            default_route_response: true,
-            ..base
-        }
-    }
-
-    /// Serves `hub` from now on (once; until then every route answers 503).
-    pub fn serve(&self, hub: Hub) {
-        let _ = self.hub.set(hub);
-    }
-}
-
-#[async_trait::async_trait]
-impl WebSocketRoutes for HubRoutes {
-    async fn invoke(
-        &self,
-        route: Route,
-        event: ApiGatewayWebsocketProxyRequest,
-    ) -> ApiGatewayProxyResponse {
-        let Some(hub) = self.hub.get() else {
-            return presence::hub::route_response(503, Some(("unavailable", "starting".into())));
-        };
-        let now = presence::now_ms();
-        match route {
-            Route::Connect => ws_connect::handle(hub, event, now).await,
-            Route::Disconnect => ws_disconnect::handle(hub, event, now).await,
-            Route::Default => ws_message::handle(hub, event, now).await,
-        }
-    }
-}
-
 /// What `/dev/stats` reports: queue depths, registered connections and the heap.
 struct Stats {
     registry: Option<Arc<MemoryConnectionRegistry>>,
@@ -193,49 +152,6 @@ where
             tick().await;
         }
     })
-}
-
-/// The tables: in memory, or on the emulator at `AWS_ENDPOINT_URL` (created as the template
-/// declares them).
-struct Tables {
-    registry: Arc<dyn ConnectionRegistry>,
-    facilities: Arc<dyn FacilityStore>,
-    ledger: Arc<dyn PartitionLedger>,
-    memory_registry: Option<Arc<MemoryConnectionRegistry>>,
-    memory_facilities: Option<Arc<MemoryFacilityStore>>,
-}
-
-impl Tables {
-    async fn open(settings: &LocalSettings) -> Result<Self, StackError> {
-        let Some(endpoint) = &settings.hub.aws.endpoint_url else {
-            let registry = Arc::new(MemoryConnectionRegistry::new());
-            let facilities = Arc::new(MemoryFacilityStore::new());
-            return Ok(Self {
-                registry: registry.clone(),
-                facilities: facilities.clone(),
-                ledger: Arc::new(MemoryPartitionLedger::new()),
-                memory_registry: Some(registry),
-                memory_facilities: Some(facilities),
-            });
-        };
-        let sdk = presence::aws::local_sdk_config(endpoint).await;
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-        let (connections, facilities) = (
-            &settings.hub.connections_table,
-            &settings.rollup.facilities_table,
-        );
-        crate::tables::create_tables(&ddb, connections, facilities)
-            .await
-            .map_err(|e| StackError::Setup(e.to_string()))?;
-        Ok(Self {
-            registry: Arc::new(DynamoConnectionRegistry::new(ddb.clone(), connections)),
-            // The rollup's own AWS ports: history kept for HISTORY_RETENTION_DAYS.
-            facilities: facility_rollup::aws_ports(&settings.rollup, &sdk).facilities,
-            ledger: Arc::new(DynamoPartitionLedger::new(ddb, facilities)),
-            memory_registry: None,
-            memory_facilities: None,
-        })
-    }
 }
 
 impl LocalStack {

@@ -17,11 +17,10 @@ pub enum PostError {
     Fatal(String),
 }
 
-/// Sends frames to connections and closes them.
+/// Sends frames to connections.
 #[async_trait]
 pub trait ConnectionGateway: Send + Sync {
     async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError>;
-    async fn close(&self, connection_id: &str) -> Result<(), PostError>;
 }
 
 /// The API Gateway management API (`WEBSOCKET_ENDPOINT`: `https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
@@ -88,16 +87,6 @@ impl ConnectionGateway for ApiGatewayManagement {
             .post_to_connection()
             .connection_id(connection_id)
             .data(Blob::new(data))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(e, |err| err.is_gone_exception()))
-    }
-
-    async fn close(&self, connection_id: &str) -> Result<(), PostError> {
-        self.client
-            .delete_connection()
-            .connection_id(connection_id)
             .send()
             .await
             .map(|_| ())

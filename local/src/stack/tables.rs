@@ -1,0 +1,52 @@
+//! The stack's tables: in memory, or on an emulator.
+
+use super::{LocalSettings, StackError};
+use presence::facilities::{FacilityStore, MemoryFacilityStore};
+use presence::hub::registry::{
+    ConnectionRegistry, DynamoConnectionRegistry, MemoryConnectionRegistry,
+};
+use presence::ledger::{DynamoPartitionLedger, MemoryPartitionLedger, PartitionLedger};
+use std::sync::Arc;
+
+/// The tables: in memory, or on the emulator at `AWS_ENDPOINT_URL` (created as the template
+/// declares them).
+pub(super) struct Tables {
+    pub registry: Arc<dyn ConnectionRegistry>,
+    pub facilities: Arc<dyn FacilityStore>,
+    pub ledger: Arc<dyn PartitionLedger>,
+    pub memory_registry: Option<Arc<MemoryConnectionRegistry>>,
+    pub memory_facilities: Option<Arc<MemoryFacilityStore>>,
+}
+
+impl Tables {
+    pub(super) async fn open(settings: &LocalSettings) -> Result<Self, StackError> {
+        let Some(endpoint) = &settings.hub.aws.endpoint_url else {
+            let registry = Arc::new(MemoryConnectionRegistry::new());
+            let facilities = Arc::new(MemoryFacilityStore::new());
+            return Ok(Self {
+                registry: registry.clone(),
+                facilities: facilities.clone(),
+                ledger: Arc::new(MemoryPartitionLedger::new()),
+                memory_registry: Some(registry),
+                memory_facilities: Some(facilities),
+            });
+        };
+        let sdk = presence::aws::local_sdk_config(endpoint).await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let (connections, facilities) = (
+            &settings.hub.connections_table,
+            &settings.rollup.facilities_table,
+        );
+        crate::tables::create_tables(&ddb, connections, facilities)
+            .await
+            .map_err(|e| StackError::Setup(e.to_string()))?;
+        Ok(Self {
+            registry: Arc::new(DynamoConnectionRegistry::new(ddb.clone(), connections)),
+            // The rollup's own AWS ports: history kept for HISTORY_RETENTION_DAYS.
+            facilities: facility_rollup::aws_ports(&settings.rollup, &sdk).facilities,
+            ledger: Arc::new(DynamoPartitionLedger::new(ddb, facilities)),
+            memory_registry: None,
+            memory_facilities: None,
+        })
+    }
+}
