@@ -74,11 +74,8 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
     let conn = presence::sessions::RedisConnection::connect(&consumer_config.redis)
         .await
         .unwrap();
-    let consumer = heartbeat_consumer::service(
-        &consumer_config,
-        conn,
-        &heartbeat_consumer::aws_ports(&consumer_config, &sdk),
-    );
+    let consumer =
+        heartbeat_consumer::service(&consumer_config, conn, &consumer_config.session_ports(&sdk));
     let consumer_pump = SqsPump::start(sqs.clone(), heartbeats, move |event| {
         let consumer = consumer.clone();
         async move { heartbeat_consumer::handle(&consumer, event, presence::now_ms()).await }

@@ -62,14 +62,14 @@ async fn the_same_environment_gives_the_stack_and_each_function_the_same_setting
     for sessions in [
         &local.ingest.sessions,
         &local.consumer.sessions,
-        &local.expiry.sessions,
-        &local.rollup.sessions,
+        &local.expiry.pipeline.sessions,
+        &local.rollup.pipeline.sessions,
         &local.hub.sessions,
     ] {
         assert_eq!(*sessions, ingest.sessions);
         assert_eq!(*sessions, consumer.sessions);
-        assert_eq!(*sessions, expiry.sessions);
-        assert_eq!(*sessions, rollup.sessions);
+        assert_eq!(*sessions, expiry.pipeline.sessions);
+        assert_eq!(*sessions, rollup.pipeline.sessions);
         assert_eq!(*sessions, hub.sessions);
     }
     assert_eq!(local.rollup.history_retention, rollup.history_retention);

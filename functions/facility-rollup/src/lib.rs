@@ -4,25 +4,20 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use presence::aws::{SdkConfig, WarmUp};
-use presence::config::{AwsSettings, ConfigError, Env, RedisSettings, SessionSettings};
+use presence::config::{ConfigError, Env};
 use presence::facilities::{DynamoFacilityStore, FacilityStore};
 use presence::queue::{PushPublisher, SqsQueue};
 use presence::rollup::{Rollup, RollupReport, RollupSettings};
 use presence::sessions::{RedisConnection, SessionStore};
 use presence::telemetry::{Unit, emit_metrics};
+use presence::wiring::PipelineConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// This function's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub sessions: SessionSettings,
-    pub redis: RedisSettings,
-    pub aws: AwsSettings,
-    /// `PUSH_QUEUE_URL`
-    pub push_queue_url: String,
-    /// `FACILITIES_TABLE`
-    pub facilities_table: String,
+    pub pipeline: PipelineConfig,
     /// `HISTORY_RETENTION_DAYS` (default 90, 1..=3650): history items expire after this.
     pub history_retention: Duration,
     /// `REPUBLISH_AFTER_SECONDS` (default 5): how long a flip may stay unpublished before
@@ -40,11 +35,7 @@ impl Config {
             });
         }
         Ok(Self {
-            sessions: SessionSettings::from_env(env)?,
-            redis: RedisSettings::from_env(env)?,
-            aws: AwsSettings::from_env(env)?,
-            push_queue_url: env.require_url("PUSH_QUEUE_URL", &["https://", "http://"])?,
-            facilities_table: env.require("FACILITIES_TABLE")?,
+            pipeline: PipelineConfig::from_env(env)?,
             history_retention: Duration::from_secs(days * 86_400),
             republish_after: env.seconds_or("REPUBLISH_AFTER_SECONDS", 5, 1..=3600)?,
         })
@@ -92,7 +83,7 @@ pub fn service(config: &Config, redis: RedisConnection, ports: &Ports) -> Rollup
         ..RollupSettings::default()
     };
     Rollup::new(
-        SessionStore::new(redis, &config.sessions),
+        SessionStore::new(redis, &config.pipeline.sessions),
         ports.facilities.clone(),
         ports.push.clone(),
         settings,
@@ -105,11 +96,11 @@ pub fn aws_ports(config: &Config, sdk: &SdkConfig) -> Ports {
     Ports {
         push: Arc::new(SqsQueue::new(
             aws_sdk_sqs::Client::new(sdk),
-            config.push_queue_url.clone(),
+            config.pipeline.push_queue_url.clone(),
         )),
         facilities: Arc::new(DynamoFacilityStore::new(
             aws_sdk_dynamodb::Client::new(sdk),
-            config.facilities_table.clone(),
+            config.pipeline.facilities_table.clone(),
             config.history_retention,
         )),
     }
@@ -118,8 +109,8 @@ pub fn aws_ports(config: &Config, sdk: &SdkConfig) -> Ports {
 /// The connections opened during the cold start.
 pub fn warm_ups(config: &Config, sdk: &SdkConfig) -> Vec<WarmUp> {
     vec![
-        presence::aws::queue(sdk, &config.push_queue_url),
-        presence::aws::table(sdk, &config.facilities_table),
+        presence::aws::queue(sdk, &config.pipeline.push_queue_url),
+        presence::aws::table(sdk, &config.pipeline.facilities_table),
     ]
 }
 

@@ -2,38 +2,17 @@
 //!
 //! The SQS edge of [`presence::consume`].
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use presence::aws::SdkConfig;
 use presence::aws::WarmUp;
-use presence::config::{AwsSettings, ConfigError, Env, RedisSettings, SessionSettings};
 use presence::consume::{Consumer, Record};
 use presence::sessions::RedisConnection;
 use presence::telemetry::{Unit, emit_metrics};
-use presence::wiring::SessionPorts;
+use presence::wiring::{PipelineConfig, SessionPorts};
 
-/// This function's configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub sessions: SessionSettings,
-    pub redis: RedisSettings,
-    pub aws: AwsSettings,
-    /// `PUSH_QUEUE_URL`
-    pub push_queue_url: String,
-    /// `FACILITIES_TABLE`: its partition ledger tells a first start from a data loss.
-    pub facilities_table: String,
-}
-
-impl Config {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            sessions: SessionSettings::from_env(env)?,
-            redis: RedisSettings::from_env(env)?,
-            aws: AwsSettings::from_env(env)?,
-            push_queue_url: env.require_url("PUSH_QUEUE_URL", &["https://", "http://"])?,
-            facilities_table: env.require("FACILITIES_TABLE")?,
-        })
-    }
-}
+/// This function's configuration: the pipeline's (`PUSH_QUEUE_URL`, `FACILITIES_TABLE`,
+/// Redis and session settings), nothing of its own.
+pub type Config = PipelineConfig;
 
 /// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
 /// against the code and against the function's policy in template.yaml). Receiving and
@@ -52,11 +31,6 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
 /// `main.rs` (ports through the SDK) and by the local stack (its stand-ins).
 pub fn service(config: &Config, redis: RedisConnection, ports: &SessionPorts) -> Consumer {
     Consumer::new(ports.store(redis, &config.sessions), ports.push.clone())
-}
-
-/// The ports in AWS.
-pub fn aws_ports(config: &Config, sdk: &SdkConfig) -> SessionPorts {
-    SessionPorts::aws(sdk, &config.push_queue_url, &config.facilities_table)
 }
 
 /// The connections opened during the cold start.
@@ -101,14 +75,5 @@ pub async fn handle(consumer: &Consumer, event: SqsEvent, now_ms: i64) -> SqsBat
             ),
         ],
     );
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures
-        .into_iter()
-        .map(|id| {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            f
-        })
-        .collect();
-    response
+    presence::wiring::batch_response(failures)
 }

@@ -1,21 +1,18 @@
 use aws_lambda_events::event::sqs::SqsEvent;
-use heartbeat_consumer::{Config, aws_ports, handle, service, warm_ups};
+use heartbeat_consumer::{Config, handle, service, warm_ups};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use presence::config::Env;
-use presence::sessions::RedisConnection;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     presence::telemetry::init();
     let config = Config::from_env(&Env::from_process())?;
-    // The SDK configuration, Redis (TLS included) and a connection to SQS: once, at cold
-    // start, side by side.
-    let sdk = presence::aws::sdk_config(&config.aws).await;
-    let (redis, ()) = tokio::join!(
-        RedisConnection::connect(&config.redis),
-        presence::aws::warm_up(warm_ups(&config, &sdk))
-    );
-    let consumer = service(&config, redis?, &aws_ports(&config, &sdk));
+    let consumer = config
+        .cold_start(
+            |sdk| warm_ups(&config, sdk),
+            |redis, sdk| service(&config, redis, &config.session_ports(sdk)),
+        )
+        .await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let consumer = &consumer;
         async move { Ok::<_, Error>(handle(consumer, event.payload, presence::now_ms()).await) }

@@ -7,11 +7,11 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use presence::aws::SdkConfig;
 use presence::aws::WarmUp;
-use presence::config::{AwsSettings, ConfigError, Env, RedisSettings, SessionSettings};
+use presence::config::{ConfigError, Env};
 use presence::expiry::{SweepReport, Sweeper};
 use presence::sessions::RedisConnection;
 use presence::telemetry::{Unit, emit_metrics};
-use presence::wiring::SessionPorts;
+use presence::wiring::{PipelineConfig, SessionPorts};
 use std::time::Duration;
 
 /// Stop sweeping this long before the invocation's deadline, to publish and return.
@@ -20,28 +20,18 @@ pub const SAFETY_MARGIN: Duration = Duration::from_secs(3);
 /// This function's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub sessions: SessionSettings,
-    pub redis: RedisSettings,
-    pub aws: AwsSettings,
-    /// `PUSH_QUEUE_URL`
-    pub push_queue_url: String,
+    pub pipeline: PipelineConfig,
     /// `SWEEP_WINDOW_SECONDS` (default 0: one sweep per invocation; at most 840). Set it a
     /// little under the schedule period (e.g. 55 with a 1-minute schedule and a 60 s timeout)
     /// for second-level detection.
     pub sweep_window: Duration,
-    /// `FACILITIES_TABLE`: its partition ledger tells a first start from a data loss.
-    pub facilities_table: String,
 }
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            sessions: SessionSettings::from_env(env)?,
-            redis: RedisSettings::from_env(env)?,
-            aws: AwsSettings::from_env(env)?,
-            push_queue_url: env.require_url("PUSH_QUEUE_URL", &["https://", "http://"])?,
+            pipeline: PipelineConfig::from_env(env)?,
             sweep_window: env.seconds_or("SWEEP_WINDOW_SECONDS", 0, 0..=840)?,
-            facilities_table: env.require("FACILITIES_TABLE")?,
         })
     }
 }
@@ -61,17 +51,15 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
 /// The service, from its configuration, a Redis connection and its ports: called by
 /// `main.rs` (ports through the SDK) and by the local stack (its stand-ins).
 pub fn service(config: &Config, redis: RedisConnection, ports: &SessionPorts) -> Sweeper {
-    Sweeper::new(ports.store(redis, &config.sessions), ports.push.clone())
-}
-
-/// The ports in AWS.
-pub fn aws_ports(config: &Config, sdk: &SdkConfig) -> SessionPorts {
-    SessionPorts::aws(sdk, &config.push_queue_url, &config.facilities_table)
+    Sweeper::new(
+        ports.store(redis, &config.pipeline.sessions),
+        ports.push.clone(),
+    )
 }
 
 /// The connections opened during the cold start.
 pub fn warm_ups(config: &Config, sdk: &SdkConfig) -> Vec<WarmUp> {
-    vec![presence::aws::queue(sdk, &config.push_queue_url)]
+    vec![presence::aws::queue(sdk, &config.pipeline.push_queue_url)]
 }
 
 /// The sweep window for an invocation that must finish by `deadline_ms`.

@@ -6,7 +6,7 @@
 //! connection is a batch item failure (SQS redelivers it, then dead-letters it), never a
 //! silent drop.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use presence::hub::Hub;
 use presence::protocol::PushMessage;
 use presence::telemetry::{Unit, emit_metrics};
@@ -85,14 +85,5 @@ pub async fn handle(hub: &Hub, event: SqsEvent, now_ms: i64) -> SqsBatchResponse
             ("PushFailures", Unit::Count, failed_posts as f64),
         ],
     );
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures
-        .into_iter()
-        .map(|id| {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            f
-        })
-        .collect();
-    response
+    presence::wiring::batch_response(failures)
 }

@@ -35,7 +35,7 @@ impl Tables {
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         let (connections, facilities) = (
             &settings.hub.connections_table,
-            &settings.rollup.facilities_table,
+            &settings.rollup.pipeline.facilities_table,
         );
         crate::tables::create_tables(&ddb, connections, facilities)
             .await
