@@ -44,6 +44,14 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// `template.yaml`, or the template `PERMISSIONS_TEMPLATE` names (to check a candidate).
+fn template_path() -> PathBuf {
+    match std::env::var_os("PERMISSIONS_TEMPLATE") {
+        Some(p) => PathBuf::from(p),
+        None => repo().join("template.yaml"),
+    }
+}
+
 fn function_dirs() -> BTreeSet<String> {
     std::fs::read_dir(repo().join("functions"))
         .expect("functions/")
@@ -143,7 +151,7 @@ fn declared_calls_are_exactly_the_sdk_calls_the_code_can_make() {
 
 #[test]
 fn each_function_policy_grants_exactly_what_its_calls_need() {
-    let template = cfn::Template::load(&repo().join("template.yaml"));
+    let template = cfn::Template::load(&template_path());
     let problems = template.check_policies(FUNCTIONS);
     assert!(
         problems.is_empty(),
@@ -154,7 +162,7 @@ fn each_function_policy_grants_exactly_what_its_calls_need() {
 
 #[test]
 fn scheduled_functions_are_not_retried_by_lambda() {
-    let template = cfn::Template::load(&repo().join("template.yaml"));
+    let template = cfn::Template::load(&template_path());
     let problems = template.check_scheduled_retries();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -349,7 +357,7 @@ mod code {
         has_self: bool,
         params: Vec<(String, syn::Type)>,
         ret: Option<syn::Type>,
-        bounds: HashMap<String, String>,
+        bounds: HashMap<String, Vec<String>>,
         block: syn::Block,
         file: String,
         imports: usize,
@@ -362,6 +370,10 @@ mod code {
         fns: Vec<FnDef>,
         structs: HashMap<String, HashMap<String, syn::Type>>,
         enums: HashSet<String>,
+        /// `type A = B;`
+        aliases: HashMap<String, syn::Type>,
+        /// `const` and `static` items and their types.
+        consts: HashMap<String, syn::Type>,
         traits: HashSet<String>,
         trait_sigs: HashMap<(String, String), Option<syn::Type>>,
         /// Per file: imported paths (`["presence", "hub", "setup", "build"]`, or ending in `*`).
@@ -419,13 +431,31 @@ mod code {
         }
     }
 
-    fn generic_bounds(g: &syn::Generics, into: &mut HashMap<String, String>) {
+    /// Every type parameter with the traits that bound it (in `<..>` and `where`).
+    fn generic_bounds(g: &syn::Generics, into: &mut HashMap<String, Vec<String>>) {
+        let names = |bounds: &Punctuated<syn::TypeParamBound, syn::Token![+]>| -> Vec<String> {
+            bounds
+                .iter()
+                .filter_map(|b| match b {
+                    syn::TypeParamBound::Trait(t) => {
+                        t.path.segments.last().map(|s| s.ident.to_string())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
         for p in g.type_params() {
-            for b in &p.bounds {
-                if let syn::TypeParamBound::Trait(t) = b {
-                    if let Some(s) = t.path.segments.last() {
-                        into.entry(p.ident.to_string())
-                            .or_insert(s.ident.to_string());
+            into.entry(p.ident.to_string())
+                .or_default()
+                .extend(names(&p.bounds));
+        }
+        if let Some(w) = &g.where_clause {
+            for pred in &w.predicates {
+                if let syn::WherePredicate::Type(t) = pred {
+                    if let Some(name) = type_last_name(&t.bounded_ty) {
+                        if let Some(list) = into.get_mut(&name) {
+                            list.extend(names(&t.bounds));
+                        }
                     }
                 }
             }
@@ -573,6 +603,15 @@ mod code {
                     syn::Item::Enum(e) => {
                         self.enums.insert(e.ident.to_string());
                     }
+                    syn::Item::Type(t) => {
+                        self.aliases.insert(t.ident.to_string(), (*t.ty).clone());
+                    }
+                    syn::Item::Const(c) => {
+                        self.consts.insert(c.ident.to_string(), (*c.ty).clone());
+                    }
+                    syn::Item::Static(c) => {
+                        self.consts.insert(c.ident.to_string(), (*c.ty).clone());
+                    }
                     syn::Item::Mod(m) if !is_test_only(&m.attrs) => {
                         let mut sub = module.to_vec();
                         sub.push(m.ident.to_string());
@@ -581,16 +620,15 @@ mod code {
                             None => submodules.push((sub, m.ident.to_string())),
                         }
                     }
-                    syn::Item::Macro(m) => {
-                        // Items a macro_rules! generates are not seen: it must not call AWS.
+                    // Items a macro_rules! generates are not seen: it must not call AWS.
+                    syn::Item::Macro(m)
                         if m.mac.path.is_ident("macro_rules")
-                            && m.mac.tokens.to_string().contains("aws_sdk_")
-                        {
-                            self.problems.push(format!(
-                                "{file}: macro_rules! {} uses the AWS SDK, which the scan cannot follow",
-                                m.ident.as_ref().map(|i| i.to_string()).unwrap_or_default()
-                            ));
-                        }
+                            && m.mac.tokens.to_string().contains("aws_sdk_") =>
+                    {
+                        self.problems.push(format!(
+                            "{file}: macro_rules! {} uses the AWS SDK, which the scan cannot follow",
+                            m.ident.as_ref().map(|i| i.to_string()).unwrap_or_default()
+                        ));
                     }
                     _ => {}
                 }
@@ -605,7 +643,7 @@ mod code {
             module: &[String],
             self_ty: Option<String>,
             trait_: Option<String>,
-            bounds: HashMap<String, String>,
+            bounds: HashMap<String, Vec<String>>,
             file: &str,
             imports: usize,
         ) {
@@ -648,9 +686,22 @@ mod code {
         }
 
         fn is_ours(&self, name: &str) -> bool {
-            self.structs.contains_key(name)
-                || self.enums.contains(name)
-                || self.traits.contains(name)
+            let name = self.canonical(name);
+            self.structs.contains_key(&name)
+                || self.enums.contains(&name)
+                || self.traits.contains(&name)
+        }
+
+        /// The type a name stands for, through `type` aliases.
+        fn canonical(&self, name: &str) -> String {
+            let mut name = name.to_owned();
+            for _ in 0..8 {
+                match self.aliases.get(&name).and_then(type_last_name) {
+                    Some(target) if target != name => name = target,
+                    _ => break,
+                }
+            }
+            name
         }
 
         /// What a written type is, in `f` (for `Self` and generic bounds).
@@ -662,20 +713,30 @@ mod code {
             &self,
             t: &syn::Type,
             self_ty: Option<&str>,
-            bounds: &HashMap<String, String>,
+            bounds: &HashMap<String, Vec<String>>,
+        ) -> Ty {
+            self.ty_at(t, self_ty, bounds, 0)
+        }
+
+        fn ty_at(
+            &self,
+            t: &syn::Type,
+            self_ty: Option<&str>,
+            bounds: &HashMap<String, Vec<String>>,
+            depth: usize,
         ) -> Ty {
             match t {
-                syn::Type::Reference(r) => self.ty_in(&r.elem, self_ty, bounds),
-                syn::Type::Paren(p) => self.ty_in(&p.elem, self_ty, bounds),
-                syn::Type::Group(g) => self.ty_in(&g.elem, self_ty, bounds),
+                syn::Type::Reference(r) => self.ty_at(&r.elem, self_ty, bounds, depth),
+                syn::Type::Paren(p) => self.ty_at(&p.elem, self_ty, bounds, depth),
+                syn::Type::Group(g) => self.ty_at(&g.elem, self_ty, bounds, depth),
                 syn::Type::TraitObject(o) => self.bounds_ty(&o.bounds),
-                syn::Type::Slice(s) => Ty::container(self.ty_in(&s.elem, self_ty, bounds)),
-                syn::Type::Array(a) => Ty::container(self.ty_in(&a.elem, self_ty, bounds)),
+                syn::Type::Slice(s) => Ty::container(self.ty_at(&s.elem, self_ty, bounds, depth)),
+                syn::Type::Array(a) => Ty::container(self.ty_at(&a.elem, self_ty, bounds, depth)),
                 syn::Type::Tuple(t) => {
                     // A tuple is foreign when every element is.
                     let mut ty = Ty::Foreign;
                     for e in &t.elems {
-                        match self.ty_in(e, self_ty, bounds) {
+                        match self.ty_at(e, self_ty, bounds, depth) {
                             Ty::Foreign => {}
                             other => {
                                 ty = Ty::container(other);
@@ -709,7 +770,7 @@ mod code {
                             if let syn::PathArguments::AngleBracketed(a) = &last.arguments {
                                 for arg in &a.args {
                                     if let syn::GenericArgument::Type(inner) = arg {
-                                        return self.ty_in(inner, self_ty, bounds);
+                                        return self.ty_at(inner, self_ty, bounds, depth);
                                     }
                                 }
                             }
@@ -718,13 +779,16 @@ mod code {
                         "Self" => self_ty
                             .map(|s| Ty::Ours(s.to_owned()))
                             .unwrap_or(Ty::Unknown),
-                        _ if bounds.contains_key(&name) => {
-                            let b = &bounds[&name];
-                            if self.is_ours(b) {
-                                Ty::Ours(b.clone())
-                            } else {
-                                Ty::Foreign
-                            }
+                        // A type parameter: the first of our traits that bounds it, else unknown.
+                        _ if bounds.contains_key(&name) => bounds[&name]
+                            .iter()
+                            .find(|b| self.traits.contains(*b))
+                            .map(|b| Ty::Ours(b.clone()))
+                            .unwrap_or(Ty::Unknown),
+                        // A type alias: what it stands for.
+                        _ if self.aliases.contains_key(&name) && depth < 8 => {
+                            let target = self.aliases[&name].clone();
+                            self.ty_at(&target, self_ty, bounds, depth + 1)
                         }
                         _ if self.is_ours(&name) => Ty::Ours(name),
                         _ => {
@@ -734,7 +798,7 @@ mod code {
                                 if let syn::PathArguments::AngleBracketed(a) = &seg.arguments {
                                     for arg in &a.args {
                                         if let syn::GenericArgument::Type(inner) = arg {
-                                            match self.ty_in(inner, self_ty, bounds) {
+                                            match self.ty_at(inner, self_ty, bounds, depth) {
                                                 Ty::Foreign => {}
                                                 Ty::Unknown => return Ty::Unknown,
                                                 Ty::Std(t) => return Ty::Std(t),
@@ -769,6 +833,7 @@ mod code {
         /// Methods named `method` a value of type `owner` may run: the type's own and its
         /// traits' defaults; for a trait, its implementations by constructed types.
         fn methods_of(&self, owner: &str, method: &str, built: &HashSet<String>) -> Vec<usize> {
+            let owner = &self.canonical(owner);
             let Some(cands) = self.by_name.get(method) else {
                 return Vec::new();
             };
@@ -861,8 +926,8 @@ mod code {
                     }
                     let mine = effects.get_mut(i).expect("every reached fn has effects");
                     for (k, v) in add {
-                        if !mine.contains_key(&k) {
-                            mine.insert(k, v);
+                        if let std::collections::btree_map::Entry::Vacant(e) = mine.entry(k) {
+                            e.insert(v);
                             changed = true;
                         }
                     }
@@ -1015,6 +1080,45 @@ mod code {
             .collect()
     }
 
+    /// Option/Result/iterator methods whose value type is the receiver's whatever their
+    /// closures return.
+    const SAME_VALUE: &[&str] = &[
+        "map_err",
+        "ok_or",
+        "ok_or_else",
+        "unwrap_or",
+        "unwrap_or_else",
+        "unwrap_or_default",
+        "or",
+        "or_else",
+        "ok",
+        "err",
+        "filter",
+        "inspect",
+        "inspect_err",
+        "take",
+        "copied",
+        "cloned",
+        "is_some",
+        "is_none",
+        "is_ok",
+        "is_err",
+        "is_some_and",
+        "is_ok_and",
+        "any",
+        "all",
+        "count",
+        "len",
+        "is_empty",
+        "contains",
+        "contains_key",
+        "retain",
+        "sort_by",
+        "sort_by_key",
+        "dedup_by_key",
+        "position",
+    ];
+
     /// Methods that hand back (a view of) their receiver.
     const PASS_THROUGH: &[&str] = &[
         "clone", "as_ref", "as_deref", "borrow", "to_owned", "unwrap", "expect", "as_mut",
@@ -1143,7 +1247,7 @@ mod code {
                 let owner = if q == "Self" {
                     self.f.self_ty.clone()
                 } else {
-                    Some(q.clone())
+                    Some(u.canonical(q))
                 };
                 if let Some(owner) = owner.filter(|o| u.is_ours(o)) {
                     return u.methods_of(&owner, &last, self.built);
@@ -1207,7 +1311,7 @@ mod code {
                         None => continue,
                     }
                 } else {
-                    name
+                    self.u.canonical(&name)
                 };
                 if self.u.structs.contains_key(&name) || self.u.enums.contains(&name) {
                     // `T::f(..)`, `T { .. }`, a unit `T`: a T may exist.
@@ -1238,7 +1342,36 @@ mod code {
                     if self.u.structs.contains_key(&name) {
                         return Ty::Ours(name);
                     }
+                    if let Some(t) = self.u.consts.get(&name) {
+                        return self.u.ty_in(t, None, &HashMap::new());
+                    }
                     Ty::Unknown
+                }
+                syn::Expr::Path(p) => {
+                    // `Type::CONST`, `Enum::Variant`, `std::time::Duration::ZERO`.
+                    let segs: Vec<String> = p
+                        .path
+                        .segments
+                        .iter()
+                        .map(|s| s.ident.to_string())
+                        .collect();
+                    let last = &segs[segs.len() - 1];
+                    let q = &segs[segs.len() - 2];
+                    if let Some(t) = self.u.consts.get(last) {
+                        return self.u.ty_in(t, self.f.self_ty.as_deref(), &HashMap::new());
+                    }
+                    let q = if q == "Self" {
+                        self.f.self_ty.clone().unwrap_or_default()
+                    } else {
+                        self.u.canonical(q)
+                    };
+                    if self.u.enums.contains(&q) {
+                        Ty::Ours(q)
+                    } else if self.u.is_ours(&q) || self.u.by_name.contains_key(last) {
+                        Ty::Unknown
+                    } else {
+                        Ty::Foreign
+                    }
                 }
                 syn::Expr::Field(fe) => {
                     let base = self.ty(&fe.base);
@@ -1271,7 +1404,7 @@ mod code {
                     if name == "Self" {
                         self.f.self_ty.clone().map(Ty::Ours).unwrap_or(Ty::Unknown)
                     } else if self.u.is_ours(&name) {
-                        Ty::Ours(name)
+                        Ty::Ours(self.u.canonical(&name))
                     } else {
                         Ty::Foreign
                     }
@@ -1318,7 +1451,11 @@ mod code {
                             }
                             Ty::Std(Box::new(elem))
                         }
-                        Ty::Foreign => Ty::Foreign,
+                        // A foreign method hands back something foreign, unless it is given
+                        // one of our values or a closure (`cell.get_or_init(|| Hub::new())`);
+                        // `map_err`, `unwrap_or_else`, ... keep the receiver's value type.
+                        Ty::Foreign if SAME_VALUE.contains(&m.as_str()) => Ty::Foreign,
+                        Ty::Foreign => self.foreign_result(&mc.args),
                         _ => Ty::Unknown,
                     }
                 }
@@ -1355,7 +1492,7 @@ mod code {
                     if segs.len() >= 2 {
                         let q = &segs[segs.len() - 2];
                         if self.u.is_ours(q) && cands.is_empty() {
-                            return Ty::Ours(q.clone()); // a tuple variant or derived constructor
+                            return Ty::Ours(self.u.canonical(q)); // a tuple variant or derived constructor
                         }
                         if !self.u.is_ours(q) && q != "Self" && cands.is_empty() {
                             return self.foreign_result(&c.args);

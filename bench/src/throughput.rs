@@ -478,7 +478,8 @@ pub async fn scripted(
                             }
                             let reply: redis::Value = inv.invoke_async(&mut conn).await?;
                             match reply {
-                                redis::Value::Array(items) if items.len() == 2 => Ok(()),
+                                // { outcomes, flips } and, from the engine, new_epoch.
+                                redis::Value::Array(items) if items.len() >= 2 => Ok(()),
                                 other => Err(redis::RedisError::from((
                                     redis::ErrorKind::UnexpectedReturnType,
                                     "unexpected reply",

@@ -2,24 +2,24 @@
 //!
 //! Each is a small trait with an SQS adapter and an in-memory one (tests, local stack).
 
+use crate::port::PortError;
 use crate::protocol::{PushMessage, QueueMessage};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A queue failure. The message is for logs, never for clients.
-#[derive(Debug, thiserror::Error)]
-#[error("queue unavailable: {0}")]
-pub struct QueueError(pub String);
+/// A queue failure (for logs, never for clients): the port's cause.
+pub type QueueError = PortError;
 
 /// Some push messages could not be published; the others were.
 #[derive(Debug, thiserror::Error)]
-#[error("{} of the push messages were not published: {reason}", failed.len())]
+#[error("{} of the push messages were not published: {cause}", failed.len())]
 pub struct PublishError {
     /// Indexes into the slice given to `publish`.
     pub failed: Vec<usize>,
-    pub reason: String,
+    /// Why (the first failure's cause).
+    pub cause: PortError,
 }
 
 /// Where heartbeats go after ingest.
@@ -79,7 +79,7 @@ impl SqsQueue {
             .collect();
         let client = &self.client;
         let url = self.url.as_str();
-        let results: Vec<(Vec<usize>, Option<String>)> = futures::stream::iter(batches)
+        let results: Vec<(Vec<usize>, Option<PortError>)> = futures::stream::iter(batches)
             .map(|(base, entries)| async move {
                 let len = entries.len();
                 match client
@@ -95,26 +95,28 @@ impl SqsQueue {
                             .iter()
                             .filter_map(|f| f.id().parse().ok())
                             .collect();
-                        let reason = out
-                            .failed()
-                            .first()
-                            .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or("")));
-                        (failed, reason)
+                        // Entry failures are SQS's own (throttling among them): worth a retry.
+                        let cause = out.failed().first().map(|f| {
+                            let detail = format!("{}: {}", f.code(), f.message().unwrap_or(""));
+                            if f.sender_fault() {
+                                PortError::Refused(detail)
+                            } else {
+                                PortError::Unavailable(detail)
+                            }
+                        });
+                        (failed, cause)
                     }
-                    Err(e) => (
-                        (base..base + len).collect(),
-                        Some(crate::aws::describe_sdk_error(&e)),
-                    ),
+                    Err(e) => ((base..base + len).collect(), Some(PortError::from_sdk(&e))),
                 }
             })
             .buffer_unordered(SQS_CONCURRENCY)
             .collect()
             .await;
         let mut failed = Vec::new();
-        let mut reason = None;
+        let mut cause = None;
         for (f, r) in results {
             failed.extend(f);
-            reason = reason.or(r);
+            cause = cause.or(r);
         }
         if failed.is_empty() {
             Ok(())
@@ -122,7 +124,7 @@ impl SqsQueue {
             failed.sort_unstable();
             Err(PublishError {
                 failed,
-                reason: reason.unwrap_or_default(),
+                cause: cause.unwrap_or_else(|| PortError::Unavailable("no cause given".into())),
             })
         }
     }
@@ -138,7 +140,7 @@ impl HeartbeatQueue for SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError(crate::aws::describe_sdk_error(&e)))
+            .map_err(|e| PortError::from_sdk(&e))
     }
 }
 
@@ -174,7 +176,7 @@ impl MemoryQueue {
 
     fn push(&self, body: String) -> Result<(), QueueError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(QueueError("memory queue set to fail".into()));
+            return Err(PortError::Unavailable("memory queue set to fail".into()));
         }
         self.bodies.lock().expect("queue lock").push(body);
         Ok(())
@@ -195,7 +197,7 @@ impl PushPublisher for MemoryQueue {
             if let Err(e) = self.push(m.to_json()) {
                 return Err(PublishError {
                     failed: (i..messages.len()).collect(),
-                    reason: e.0,
+                    cause: e,
                 });
             }
         }

@@ -59,6 +59,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the same call may succeed later: Redis unreachable, timing out, failing over
+    /// or busy; never a reply this code cannot read.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Redis(e) => {
+                !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
+                    || e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+            }
+            Self::Reply { .. } => false,
+        }
+    }
+
     fn reply(script: &'static str, detail: impl Into<String>) -> Self {
         Self::Reply {
             script,
