@@ -213,7 +213,8 @@ pub fn heartbeat(
     }
 }
 
-/// A session store on `redis` with the given TTL and partitions.
+/// A session store on `redis` with the given TTL and partitions, and a partition ledger of
+/// its own.
 pub async fn store(
     redis: &RedisServer,
     ttl_s: u64,
@@ -229,7 +230,9 @@ pub async fn store(
     let conn = presence::sessions::RedisConnection::connect(&redis.settings())
         .await
         .expect("connect to redis");
-    presence::sessions::SessionStore::new(conn, &settings)
+    // A ledger, as every function has: a fresh redis-server is a first start, not a loss.
+    let ledger = std::sync::Arc::new(presence::ledger::MemoryPartitionLedger::new());
+    presence::sessions::SessionStore::new(conn, &settings).with_ledger(ledger)
 }
 
 /// Feeds an SQS queue (on the emulator) to a batch handler the way Lambda's event source
