@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
 };
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// The SAM template, as deployed.
 pub const TEMPLATE: &str = include_str!("../../template.yaml");
@@ -28,7 +28,7 @@ pub async fn create_table(
     table_name: &str,
 ) -> Result<(), TableError> {
     let template: Value =
-        serde_yaml::from_str(TEMPLATE).map_err(|e| TableError::Template(e.to_string()))?;
+        serde_norway::from_str(TEMPLATE).map_err(|e| TableError::Template(e.to_string()))?;
     let props = &template["Resources"][logical_id]["Properties"];
     if props.is_null() {
         return Err(TableError::Template(format!("no resource {logical_id}")));

@@ -21,6 +21,16 @@ new_epoch is 1 when this call started the partition's epoch (see lib.lua).
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local out = {}
+
+-- An offline session heartbeating again: too late to count ('t'), or a new online segment.
+local function restart(member, sess, user, fac, region, at)
+  if at + ttl <= now then
+    return 't'
+  end
+  go_online(member, sess, user, fac, region, at, at + ttl, now)
+  return 's'
+end
+
 ensure_epoch(now, tonumber(ARGV[4]))
 release_held(now)
 
@@ -55,11 +65,8 @@ for i = 5, #ARGV, 6 do
     elseif offline then
       if at <= offline or state == 'ended' then
         code = 'o'
-      elseif at + ttl <= now then
-        code = 't'
       else
-        go_online(member, sess, user, fac, region, at, at + ttl, now)
-        code = 's'
+        code = restart(member, sess, user, fac, region, at)
       end
     elseif at > deadline then
       -- The session lapsed before this heartbeat and no sweep has claimed it yet: close the
@@ -67,11 +74,8 @@ for i = 5, #ARGV, 6 do
       go_offline(member, sess, fac, region, deadline, 'expired', now)
       if state == 'ended' then
         code = 'e'
-      elseif at + ttl <= now then
-        code = 't'
       else
-        go_online(member, sess, user, fac, region, at, at + ttl, now)
-        code = 's'
+        code = restart(member, sess, user, fac, region, at)
       end
     elseif state == 'ended' then
       -- one HSET (last with the offline fields), no second HMGET.

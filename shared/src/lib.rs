@@ -12,6 +12,7 @@
 //! - [`sessions`]: the session engine in Redis (Lua scripts, one call per partition per batch).
 //! - [`queue`]: the heartbeat and push queues (SQS, and in memory).
 //! - [`facilities`]: facility status and history in DynamoDB (and in memory).
+//! - [`dynamo`]: what the DynamoDB adapters share.
 //! - [`ledger`]: the partition ledger, which tells a first start from a Redis data loss.
 //! - [`port`]: the error every port returns: its cause, and whether a retry can help.
 //! - [`ingest`], [`consume`], [`expiry`], [`rollup`]: the pipeline's services, one per function.
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod consume;
+pub mod dynamo;
 pub mod expiry;
 pub mod facilities;
 pub mod flips;

@@ -69,6 +69,20 @@ pub struct RollupReport {
     pub resyncs: usize,
 }
 
+impl RollupReport {
+    /// Adds one partition's report to this total.
+    fn add(&mut self, r: RollupReport) {
+        self.history_entries += r.history_entries;
+        self.statuses_written += r.statuses_written;
+        self.statuses_stale += r.statuses_stale;
+        self.republished += r.republished;
+        self.sessions_dropped += r.sessions_dropped;
+        self.resyncs += r.resyncs;
+        self.errors.extend(r.errors);
+        self.needs_reconcile.extend(r.needs_reconcile);
+    }
+}
+
 /// The rollup service.
 #[derive(Clone)]
 pub struct Rollup {
@@ -111,13 +125,7 @@ impl Rollup {
             .await;
         let mut total = RollupReport::default();
         for r in reports {
-            total.history_entries += r.history_entries;
-            total.statuses_written += r.statuses_written;
-            total.statuses_stale += r.statuses_stale;
-            total.republished += r.republished;
-            total.sessions_dropped += r.sessions_dropped;
-            total.errors.extend(r.errors);
-            total.needs_reconcile.extend(r.needs_reconcile);
+            total.add(r);
         }
         if !total.needs_reconcile.is_empty() {
             let partitions = std::mem::take(&mut total.needs_reconcile);

@@ -1,6 +1,7 @@
 //! The facilities table in DynamoDB.
 
 use super::{FacilityError, FacilityStore};
+use crate::dynamo::{Item, n, read_all, s, written};
 use crate::ids::{FacilityId, RegionId};
 use crate::port::PortError;
 use crate::protocol::{FacilityStatus, Status};
@@ -31,14 +32,6 @@ pub struct DynamoFacilityStore {
     retention: Duration,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
 impl DynamoFacilityStore {
     pub fn new(
         client: aws_sdk_dynamodb::Client,
@@ -60,7 +53,7 @@ impl DynamoFacilityStore {
         n(event_ms / 1000 + self.retention.as_secs() as i64)
     }
 
-    fn flip_item(&self, f: &FacilityStatus) -> HashMap<String, AttributeValue> {
+    fn flip_item(&self, f: &FacilityStatus) -> Item {
         HashMap::from([
             ("pk".into(), s(format!("FACILITY#{}", f.facility_id))),
             (
@@ -77,7 +70,7 @@ impl DynamoFacilityStore {
         ])
     }
 
-    fn segment_items(&self, seg: &Segment, now_ms: i64) -> Vec<HashMap<String, AttributeValue>> {
+    fn segment_items(&self, seg: &Segment, now_ms: i64) -> Vec<Item> {
         // Buckets older than the retention would expire at once: skip them.
         let oldest = now_ms - self.retention.as_millis() as i64;
         let first = seg.start_ms.max(oldest).div_euclid(HOUR_MS);
@@ -103,10 +96,7 @@ impl DynamoFacilityStore {
             .collect()
     }
 
-    async fn batch_write(
-        &self,
-        items: Vec<HashMap<String, AttributeValue>>,
-    ) -> Result<(), FacilityError> {
+    async fn batch_write(&self, items: Vec<Item>) -> Result<(), FacilityError> {
         let mut pending: Vec<WriteRequest> = items
             .into_iter()
             .map(|item| {
@@ -162,9 +152,7 @@ impl DynamoFacilityStore {
         Ok(())
     }
 
-    fn status_from(
-        item: &HashMap<String, AttributeValue>,
-    ) -> Result<FacilityStatus, FacilityError> {
+    fn status_from(item: &Item) -> Result<FacilityStatus, FacilityError> {
         let text = |k: &str| {
             item.get(k)
                 .and_then(|v| v.as_s().ok())
@@ -212,13 +200,7 @@ impl FacilityStore for DynamoFacilityStore {
             .send()
             .collect::<Vec<_>>()
             .await;
-        items
-            .into_iter()
-            .map(|item| {
-                item.map_err(|e| PortError::from_sdk(&e))
-                    .and_then(|i| Self::status_from(&i))
-            })
-            .collect()
+        read_all(items, Self::status_from)
     }
 
     async fn put_status(
@@ -251,16 +233,7 @@ impl FacilityStore for DynamoFacilityStore {
             .expression_attribute_values(":rev", n(state.rev))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(PortError::from_sdk(&e)),
-        }
+        written(result, |e| e.is_conditional_check_failed_exception())
     }
 
     async fn append_history(
@@ -318,13 +291,7 @@ impl FacilityStore for DynamoFacilityStore {
             .send()
             .collect::<Vec<_>>()
             .await;
-        pages
-            .into_iter()
-            .map(|item| {
-                item.map_err(|e| PortError::from_sdk(&e))
-                    .and_then(|i| Self::status_from(&i))
-            })
-            .collect()
+        read_all(pages, Self::status_from)
     }
 
     async fn flips(
@@ -346,13 +313,7 @@ impl FacilityStore for DynamoFacilityStore {
             .send()
             .collect::<Vec<_>>()
             .await;
-        items
-            .into_iter()
-            .map(|item| {
-                item.map_err(|e| PortError::from_sdk(&e))
-                    .and_then(|i| Self::status_from(&i))
-            })
-            .collect()
+        read_all(items, Self::status_from)
     }
 
     async fn online_at(
@@ -377,26 +338,22 @@ impl FacilityStore for DynamoFacilityStore {
             .send()
             .collect::<Vec<_>>()
             .await;
-        items
-            .into_iter()
-            .map(|item| {
-                let item = item.map_err(|e| PortError::from_sdk(&e))?;
-                let json: serde_json::Map<String, serde_json::Value> = item
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        let v = match v {
-                            AttributeValue::S(s) => serde_json::Value::String(s.clone()),
-                            AttributeValue::N(n) => {
-                                serde_json::Value::Number(n.parse::<i64>().ok()?.into())
-                            }
-                            _ => return None,
-                        };
-                        Some((k.clone(), v))
-                    })
-                    .collect();
-                serde_json::from_value(serde_json::Value::Object(json))
-                    .map_err(|e| PortError::Malformed(format!("segment item: {e}")))
-            })
-            .collect()
+        read_all(items, |item| {
+            let json: serde_json::Map<String, serde_json::Value> = item
+                .iter()
+                .filter_map(|(k, v)| {
+                    let v = match v {
+                        AttributeValue::S(s) => serde_json::Value::String(s.clone()),
+                        AttributeValue::N(n) => {
+                            serde_json::Value::Number(n.parse::<i64>().ok()?.into())
+                        }
+                        _ => return None,
+                    };
+                    Some((k.clone(), v))
+                })
+                .collect();
+            serde_json::from_value(serde_json::Value::Object(json))
+                .map_err(|e| PortError::Malformed(format!("segment item: {e}")))
+        })
     }
 }

@@ -4,14 +4,21 @@ use super::groups::PolicyError;
 use super::messages::{self, ClientAction};
 use super::{ActionError, Connection, Hub, HubError, ServerMessage};
 use crate::auth::Identity;
-use crate::ids::{RegionId, SessionId, UserId};
+use crate::ids::{RegionId, UserId};
 use crate::ingest::IngestError;
-use crate::protocol::{Group, HeartbeatBody, HeartbeatState};
+use crate::protocol::{Group, HeartbeatBody};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// An action's reply, or why it was refused.
 type Reply = Result<ServerMessage, ActionError>;
+
+/// Who sent the frame being served, the `ref` its reply echoes, and when.
+struct Frame<'a> {
+    c: &'a Connection,
+    reference: Option<Value>,
+    now_ms: i64,
+}
 
 impl Hub {
     /// `$default`: one client frame. Returns the reply to the caller (an `error` frame for a
@@ -73,35 +80,39 @@ impl Hub {
         reference: Option<Value>,
         now_ms: i64,
     ) -> Reply {
+        let f = Frame {
+            c,
+            reference,
+            now_ms,
+        };
         match action {
-            ClientAction::Ping => Ok(ServerMessage::Pong { reference }),
+            ClientAction::Ping => Ok(ServerMessage::Pong {
+                reference: f.reference,
+            }),
             ClientAction::Heartbeat { session_id, state } => {
-                self.heartbeat(c, session_id, state, reference, now_ms)
-                    .await
+                self.heartbeat(f, HeartbeatBody { session_id, state }).await
             }
-            ClientAction::Join { group } => self.join(c, group, reference, now_ms).await,
-            ClientAction::Leave { group } => self.leave(c, group, reference, now_ms).await,
+            ClientAction::Join { group } => self.join(f, group).await,
+            ClientAction::Leave { group } => self.leave(f, group).await,
             ClientAction::Send {
                 group,
                 data,
                 others,
-            } => self.send(c, group, data, others, reference, now_ms).await,
-            ClientAction::Members { group } => self.members(c, group, reference).await,
-            ClientAction::Snapshot { region } => self.snapshot(c, region, reference).await,
+            } => self.send(f, group, data, others).await,
+            ClientAction::Members { group } => self.members(f, group).await,
+            ClientAction::Snapshot { region } => self.snapshot(f, region).await,
         }
     }
 
-    async fn heartbeat(
-        &self,
-        c: &Connection,
-        session_id: SessionId,
-        state: HeartbeatState,
-        reference: Option<Value>,
-        now_ms: i64,
-    ) -> Reply {
+    async fn heartbeat(&self, f: Frame<'_>, body: HeartbeatBody) -> Reply {
+        let Frame {
+            c,
+            reference,
+            now_ms,
+        } = f;
         let accepted = self
             .ingest
-            .enqueue(&identity(c), HeartbeatBody { session_id, state }, now_ms)
+            .enqueue(&identity(c), body, now_ms)
             .await
             .map_err(|e| match e {
                 IngestError::RateLimited => ActionError::RateLimited(e.to_string()),
@@ -113,13 +124,12 @@ impl Hub {
         })
     }
 
-    async fn join(
-        &self,
-        c: &Connection,
-        group: Group,
-        reference: Option<Value>,
-        now_ms: i64,
-    ) -> Reply {
+    async fn join(&self, f: Frame<'_>, group: Group) -> Reply {
+        let Frame {
+            c,
+            reference,
+            now_ms,
+        } = f;
         self.policy
             .may_join(&identity(c), &group)
             .map_err(|e| ActionError::Forbidden(e.to_string()))?;
@@ -144,13 +154,12 @@ impl Hub {
         })
     }
 
-    async fn leave(
-        &self,
-        c: &Connection,
-        group: Group,
-        reference: Option<Value>,
-        now_ms: i64,
-    ) -> Reply {
+    async fn leave(&self, f: Frame<'_>, group: Group) -> Reply {
+        let Frame {
+            c,
+            reference,
+            now_ms,
+        } = f;
         if group.is_automatic() {
             let e = PolicyError::Automatic(group.to_string());
             return Err(ActionError::Forbidden(e.to_string()));
@@ -174,15 +183,12 @@ impl Hub {
         })
     }
 
-    async fn send(
-        &self,
-        c: &Connection,
-        group: Group,
-        data: Value,
-        others: bool,
-        reference: Option<Value>,
-        now_ms: i64,
-    ) -> Reply {
+    async fn send(&self, f: Frame<'_>, group: Group, data: Value, others: bool) -> Reply {
+        let Frame {
+            c,
+            reference,
+            now_ms,
+        } = f;
         self.require_member(c, &group).await?;
         let name = group.to_string();
         let mut targets: Vec<String> = self
@@ -208,7 +214,8 @@ impl Hub {
         })
     }
 
-    async fn members(&self, c: &Connection, group: Group, reference: Option<Value>) -> Reply {
+    async fn members(&self, f: Frame<'_>, group: Group) -> Reply {
+        let Frame { c, reference, .. } = f;
         self.require_member(c, &group).await?;
         let users: BTreeSet<UserId> = match &group {
             Group::Free(name) => self.registry.members(name).await?.into_iter().collect(),
@@ -226,12 +233,8 @@ impl Hub {
         })
     }
 
-    async fn snapshot(
-        &self,
-        c: &Connection,
-        region: Option<RegionId>,
-        reference: Option<Value>,
-    ) -> Reply {
+    async fn snapshot(&self, f: Frame<'_>, region: Option<RegionId>) -> Reply {
+        let Frame { c, reference, .. } = f;
         let region = region.unwrap_or_else(|| c.region.clone());
         self.policy
             .may_watch(&identity(c), &region)

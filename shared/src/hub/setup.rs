@@ -106,15 +106,16 @@ impl WsFunction {
     /// variables (a missing one is skipped here and reported by [`HubConfig::from_env`]).
     fn warm_ups(self, env: &Env, sdk: &SdkConfig) -> Vec<WarmUp> {
         use crate::aws::{connections, queue, table};
+        // Only the calls this function makes are built: a warm-up is a real request, and its
+        // permission is granted only to the functions that use the endpoint.
         let var = |name| env.get(name);
-        let table = var("CONNECTIONS_TABLE").map(|t| table(sdk, t));
-        let push = var("PUSH_QUEUE_URL").map(|q| queue(sdk, q));
-        let heartbeats = var("HEARTBEAT_QUEUE_URL").map(|q| queue(sdk, q));
-        let api = var("WEBSOCKET_ENDPOINT").map(|e| connections(sdk, e));
+        let table = || var("CONNECTIONS_TABLE").map(|t| table(sdk, t));
+        let queue = |name| var(name).map(|q| queue(sdk, q));
+        let api = || var("WEBSOCKET_ENDPOINT").map(|e| connections(sdk, e));
         match self {
-            Self::Connect | Self::Disconnect => vec![table, push],
-            Self::Message => vec![table, heartbeats, api],
-            Self::Push => vec![table, api],
+            Self::Connect | Self::Disconnect => vec![table(), queue("PUSH_QUEUE_URL")],
+            Self::Message => vec![table(), queue("HEARTBEAT_QUEUE_URL"), api()],
+            Self::Push => vec![table(), api()],
         }
         .into_iter()
         .flatten()

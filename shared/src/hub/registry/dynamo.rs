@@ -1,21 +1,17 @@
 //! The connections table in DynamoDB.
 
 use super::{CONNECTION_TTL_S, Connection, ConnectionRegistry, RegistryError};
+use crate::dynamo::{Item, read_all, s, written};
 use crate::ids::{FacilityId, RegionId, SessionId, UserId};
 use crate::port::PortError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use std::collections::HashMap;
 
 /// The DynamoDB adapter.
 #[derive(Debug, Clone)]
 pub struct DynamoConnectionRegistry {
     client: aws_sdk_dynamodb::Client,
     table: String,
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
 }
 
 fn describe<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> RegistryError
@@ -26,7 +22,7 @@ where
     PortError::from_sdk(e)
 }
 
-fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Result<String, RegistryError> {
+fn text(item: &Item, k: &str) -> Result<String, RegistryError> {
     item.get(k)
         .and_then(|v| v.as_s().ok())
         .cloned()
@@ -41,9 +37,7 @@ impl DynamoConnectionRegistry {
         }
     }
 
-    fn connection_from(
-        item: &HashMap<String, AttributeValue>,
-    ) -> Result<Connection, RegistryError> {
+    fn connection_from(item: &Item) -> Result<Connection, RegistryError> {
         let bad = |e: crate::ids::IdError| PortError::Malformed(e.to_string());
         Ok(Connection {
             id: text(item, "conn_id")?,
@@ -68,7 +62,7 @@ impl DynamoConnectionRegistry {
         index: Option<&str>,
         condition: &str,
         values: &[(&str, String)],
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, RegistryError> {
+    ) -> Result<Vec<Item>, RegistryError> {
         let mut q = self
             .client
             .query()
@@ -184,16 +178,7 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(describe(&e)),
-        }
+        written(result, |e| e.is_conditional_check_failed_exception())
     }
 
     async fn leave(&self, user: &UserId, group: &str) -> Result<bool, RegistryError> {
@@ -276,9 +261,6 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
             .send()
             .collect::<Vec<_>>()
             .await;
-        items
-            .into_iter()
-            .map(|i| text(&i.map_err(|e| describe(&e))?, "conn_id"))
-            .collect()
+        read_all(items, |i| text(i, "conn_id"))
     }
 }
