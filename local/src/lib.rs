@@ -61,6 +61,7 @@ mod ids;
 mod management;
 pub mod queue;
 pub mod redis_server;
+pub mod rng;
 mod shared;
 pub mod stack;
 pub mod tables;

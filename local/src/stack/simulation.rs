@@ -2,6 +2,7 @@
 
 use super::directory::DirRegion;
 use super::http::{AppState, json_error};
+use crate::rng::Rng;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -114,22 +115,6 @@ pub(super) async fn simulation_stop(
     axum::Json(serde_json::json!({ "stopped": stopped })).into_response()
 }
 
-/// A tiny xorshift generator: simulated users need variety, not security.
-struct Dice(u64);
-
-impl Dice {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// Simulated users of a region: each goes online at a random facility for a while
 /// (heartbeating at the interval), then ends its session, rests, and starts again.
 async fn simulate(ingest: Ingest, region: DirRegion, users: usize, interval: Duration) {
@@ -138,8 +123,8 @@ async fn simulate(ingest: Ingest, region: DirRegion, users: usize, interval: Dur
             let ingest = ingest.clone();
             let region = region.clone();
             tokio::spawn(async move {
-                let mut dice =
-                    Dice::new(presence::now_ms() as u64 ^ ((i as u64 + 1) * 0x9E37_79B9_7F4A_7C15));
+                // Simulated users need variety, not security: a new seed per user and run.
+                let mut dice = Rng::new(presence::now_ms() as u64 ^ (i as u64 + 1));
                 let user = UserId::parse(&format!("sim-{}-{i}", region.id)).expect("valid id");
                 let mut round = 0u32;
                 loop {

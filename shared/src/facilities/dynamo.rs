@@ -152,6 +152,20 @@ impl DynamoFacilityStore {
         Ok(())
     }
 
+    /// Every status item a query finds (all pages).
+    async fn statuses(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<FacilityStatus>, FacilityError> {
+        let items: Vec<_> = query
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Vec<_>>()
+            .await;
+        read_all(items, Self::status_from)
+    }
+
     fn status_from(item: &Item) -> Result<FacilityStatus, FacilityError> {
         let text = |k: &str| {
             item.get(k)
@@ -185,22 +199,18 @@ impl FacilityStore for DynamoFacilityStore {
     async fn online_in(&self, partition: Partition) -> Result<Vec<FacilityStatus>, FacilityError> {
         // The index holds status items only (one per facility of the partition), never
         // history: bounded by the number of facilities, whatever the table's size.
-        let items: Vec<_> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("by-partition")
-            .key_condition_expression("partition_pk = :p")
-            .filter_expression("#st = :on")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":p", s(partition_key(partition)))
-            .expression_attribute_values(":on", s("online"))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Vec<_>>()
-            .await;
-        read_all(items, Self::status_from)
+        self.statuses(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name("by-partition")
+                .key_condition_expression("partition_pk = :p")
+                .filter_expression("#st = :on")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":p", s(partition_key(partition)))
+                .expression_attribute_values(":on", s("online")),
+        )
+        .await
     }
 
     async fn put_status(
@@ -279,19 +289,15 @@ impl FacilityStore for DynamoFacilityStore {
     }
 
     async fn region(&self, region: &RegionId) -> Result<Vec<FacilityStatus>, FacilityError> {
-        let pages: Vec<_> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("by-region")
-            .key_condition_expression("region_pk = :r")
-            .expression_attribute_values(":r", s(format!("REGION#{region}")))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Vec<_>>()
-            .await;
-        read_all(pages, Self::status_from)
+        self.statuses(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name("by-region")
+                .key_condition_expression("region_pk = :r")
+                .expression_attribute_values(":r", s(format!("REGION#{region}"))),
+        )
+        .await
     }
 
     async fn flips(
@@ -300,20 +306,16 @@ impl FacilityStore for DynamoFacilityStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<FacilityStatus>, FacilityError> {
-        let items: Vec<_> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
-            .expression_attribute_values(":pk", s(format!("FACILITY#{facility}")))
-            .expression_attribute_values(":a", s(format!("FLIP#{from_ms:013}")))
-            .expression_attribute_values(":b", s(format!("FLIP#{to_ms:013}#~")))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Vec<_>>()
-            .await;
-        read_all(items, Self::status_from)
+        self.statuses(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":pk", s(format!("FACILITY#{facility}")))
+                .expression_attribute_values(":a", s(format!("FLIP#{from_ms:013}")))
+                .expression_attribute_values(":b", s(format!("FLIP#{to_ms:013}#~"))),
+        )
+        .await
     }
 
     async fn online_at(

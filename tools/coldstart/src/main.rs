@@ -40,9 +40,9 @@ const FUNCTIONS: [(&str, &str); 8] = [
     ("ws-push", "batch.json"),
 ];
 
-/// The development secret the sample tokens are signed with; served by the Secrets Manager
+/// The development secret the sample tokens are signed with is served by the Secrets Manager
 /// stand-in for `JWT_SECRET_ARN`.
-const DEV_SECRET: &str = "presence-local-development-secret";
+use presence::auth::DEV_SECRET;
 const SECRET_ID: &str = "presence/jwt-secret";
 
 /// How long a function may take to ask for its first event, and to answer it.
@@ -301,34 +301,16 @@ fn collect(stream: impl AsyncRead + Unpin + Send + 'static, tail: Tail) {
     });
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
+/// The project's private `redis-server` (loopback, no persistence, a free port).
 async fn start_redis() -> Result<(Child, u16), String> {
-    let port = free_port().map_err(|e| e.to_string())?;
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            format!("redis-server could not start ({e}); install it (scripts/test.sh does)")
-        })?;
-    let until = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let (child, url) = presence_local::redis_server::spawn()
         .await
-        .is_err()
-    {
-        if Instant::now() > until {
-            return Err(format!("redis-server did not listen on port {port}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .map_err(|e| e.to_string())?;
+    let port = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("no port in {url}"))?;
     Ok((child, port))
 }
 

@@ -57,13 +57,8 @@ pub(crate) async fn client(
     stop: Arc<tokio::sync::Notify>,
     c: Arc<Counters>,
 ) {
-    let mut seed = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut roll = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % 1_000_000) as f64 / 1_000_000.0
-    };
+    let mut rng = presence_local::rng::Rng::new(i as u64 + 1);
+    let mut roll = move || rng.unit();
     let url = format!("{ws_url}?token={token}&session_id=soak-{i}");
     loop {
         let Ok((ws, _)) =
