@@ -750,12 +750,7 @@ mod code {
                 syn::Type::Infer(_) => Ty::Unknown,
                 syn::Type::ImplTrait(i) => self.bounds_ty(&i.bounds),
                 syn::Type::Path(p) => {
-                    let segs: Vec<String> = p
-                        .path
-                        .segments
-                        .iter()
-                        .map(|s| s.ident.to_string())
-                        .collect();
+                    let segs = crate::idents(&p.path);
                     if let Some(krate) = segs.iter().find(|s| s.starts_with("aws_sdk_")) {
                         return if segs.last().map(String::as_str) == Some("Client") {
                             Ty::Sdk(krate.clone())
@@ -1349,12 +1344,7 @@ mod code {
                 }
                 syn::Expr::Path(p) => {
                     // `Type::CONST`, `Enum::Variant`, `std::time::Duration::ZERO`.
-                    let segs: Vec<String> = p
-                        .path
-                        .segments
-                        .iter()
-                        .map(|s| s.ident.to_string())
-                        .collect();
+                    let segs = crate::idents(&p.path);
                     let last = &segs[segs.len() - 1];
                     let q = &segs[segs.len() - 2];
                     if let Some(t) = self.u.consts.get(last) {
@@ -1395,12 +1385,7 @@ mod code {
                 syn::Expr::Await(a) => self.ty(&a.base),
                 syn::Expr::Unary(un) => self.ty(&un.expr),
                 syn::Expr::Struct(s) => {
-                    let name = s
-                        .path
-                        .segments
-                        .last()
-                        .map(|x| x.ident.to_string())
-                        .unwrap_or_default();
+                    let name = crate::last_ident(&s.path);
                     if name == "Self" {
                         self.f.self_ty.clone().map(Ty::Ours).unwrap_or(Ty::Unknown)
                     } else if self.u.is_ours(&name) {
@@ -1463,12 +1448,7 @@ mod code {
                     let syn::Expr::Path(p) = &*c.func else {
                         return Ty::Unknown;
                     };
-                    let segs: Vec<String> = p
-                        .path
-                        .segments
-                        .iter()
-                        .map(|s| s.ident.to_string())
-                        .collect();
+                    let segs = crate::idents(&p.path);
                     if let Some(krate) = segs.iter().find(|s| s.starts_with("aws_sdk_")) {
                         if segs.iter().any(|s| s == "Client") {
                             return Ty::Sdk(krate.clone());
@@ -1509,13 +1489,7 @@ mod code {
                     _ => Ty::Unknown,
                 },
                 syn::Expr::Macro(m) => {
-                    let name = m
-                        .mac
-                        .path
-                        .segments
-                        .last()
-                        .map(|s| s.ident.to_string())
-                        .unwrap_or_default();
+                    let name = crate::last_ident(&m.mac.path);
                     if matches!(
                         name.as_str(),
                         "format" | "concat" | "stringify" | "matches" | "env" | "include_str"
@@ -2928,4 +2902,17 @@ mod cfn {
             stage.trim_end_matches('/')
         ))
     }
+}
+
+/// The identifiers of a path, in order (`a::b::C` → `["a", "b", "C"]`).
+fn idents(path: &syn::Path) -> Vec<String> {
+    path.segments.iter().map(|s| s.ident.to_string()).collect()
+}
+
+/// The last identifier of a path, or "" for an empty one.
+fn last_ident(path: &syn::Path) -> String {
+    path.segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default()
 }
