@@ -14,4 +14,6 @@ if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
-exec cargo run --quiet -p presence-local -- "$@"
+command -v cargo >/dev/null || { echo "run.sh: cargo not found: install Rust 1.85 or newer (rustup)" >&2; exit 1; }
+# The package has two binaries (the stack and the soak command): name the stack.
+exec cargo run --quiet -p presence-local --bin presence-local -- "$@"

@@ -54,6 +54,10 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
 
+# The README's own commands as written: scripts/run.sh, and scripts/invoke.sh for every
+# function (one line per check, "# pass N" / "# fail M" counted below; a failure stops here).
+scripts/readme-check.sh 2>&1 | tee -a "$log"
+
 # The browser side: the client's pure logic in Node, then the dashboard in headless Chromium
 # against the local stack.
 cargo build --quiet -p presence-local

@@ -1,9 +1,10 @@
 //! The session engine against a real redis-server.
 
 use presence::ids::{FacilityId, SessionId};
+use presence::protocol::QueueMessage;
 use presence::protocol::Status;
 use presence::sessions::{JournalEntry, Outcome, SessionStore};
-use presence_tests::{RedisServer, heartbeat as hb, store};
+use presence_tests::{RedisServer, facility_status, heartbeat, session_record, store};
 
 const T0: i64 = 1_763_900_000_000;
 const TTL: i64 = 75_000;
@@ -16,13 +17,32 @@ fn sid(s: &str) -> SessionId {
     SessionId::parse(s).unwrap()
 }
 
+/// A heartbeat in region r1 (these tests need no other).
+fn hb(session: &str, user: &str, facility: &str, at_ms: i64, ended: bool) -> QueueMessage {
+    heartbeat(session, user, facility, "r1", at_ms, ended)
+}
+
 async fn apply(
     store: &SessionStore,
     now: i64,
-    hbs: &[presence::protocol::QueueMessage],
+    hbs: &[QueueMessage],
 ) -> presence::sessions::Applied {
     let p = store.partitioner().partition_of(&hbs[0].facility_id);
     store.apply(p, now, hbs).await.unwrap()
+}
+
+/// One heartbeat, received when it was sent.
+async fn apply_one(store: &SessionStore, hb: QueueMessage) -> presence::sessions::Applied {
+    apply(store, hb.at_ms, &[hb]).await
+}
+
+/// One heartbeat, received `delay_ms` after it was sent.
+async fn apply_late(
+    store: &SessionStore,
+    delay_ms: i64,
+    hb: QueueMessage,
+) -> presence::sessions::Applied {
+    apply(store, hb.at_ms + delay_ms, &[hb]).await
 }
 
 #[tokio::test]
@@ -30,17 +50,13 @@ async fn new_session_refresh_and_out_of_order() {
     let redis = RedisServer::start();
     let store = store(&redis, 75, 4).await;
 
-    let a = apply(&store, T0, &[hb("s1", "u1", "f1", "r1", T0, false)]).await;
+    let a = apply_one(&store, hb("s1", "u1", "f1", T0, false)).await;
     assert_eq!(a.outcomes, [Outcome::New]);
     assert_eq!(a.flips.len(), 1);
     assert_eq!(a.flips[0].status, Status::Online);
     assert_eq!(a.flips[0].version, 1);
     assert_eq!(a.flips[0].since_ms, T0);
-    let s = store
-        .session(&fac("f1"), &sid("s1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let s = session_record(&store, "f1", "s1").await.unwrap();
     assert_eq!(
         (
             s.user_id.as_str(),
@@ -58,25 +74,16 @@ async fn new_session_refresh_and_out_of_order() {
         &store,
         T0 + 30_000,
         &[
-            hb("s1", "u1", "f1", "r1", T0 + 30_000, false),
-            hb("s1", "u1", "f1", "r1", T0 + 30_000, false),
+            hb("s1", "u1", "f1", T0 + 30_000, false),
+            hb("s1", "u1", "f1", T0 + 30_000, false),
         ],
     )
     .await;
     assert_eq!(a.outcomes, [Outcome::Refreshed, Outcome::Old]);
     assert!(a.flips.is_empty());
-    let a = apply(
-        &store,
-        T0 + 31_000,
-        &[hb("s1", "u1", "f1", "r1", T0 + 10_000, false)],
-    )
-    .await;
+    let a = apply_late(&store, 21_000, hb("s1", "u1", "f1", T0 + 10_000, false)).await;
     assert_eq!(a.outcomes, [Outcome::Old]);
-    let s = store
-        .session(&fac("f1"), &sid("s1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let s = session_record(&store, "f1", "s1").await.unwrap();
     assert_eq!((s.last_ms, s.deadline_ms), (T0 + 30_000, T0 + 30_000 + TTL));
 
     // a batch given out of order is applied in receive-time order
@@ -84,17 +91,13 @@ async fn new_session_refresh_and_out_of_order() {
         &store,
         T0 + 61_000,
         &[
-            hb("s1", "u1", "f1", "r1", T0 + 60_000, false),
-            hb("s1", "u1", "f1", "r1", T0 + 45_000, false),
+            hb("s1", "u1", "f1", T0 + 60_000, false),
+            hb("s1", "u1", "f1", T0 + 45_000, false),
         ],
     )
     .await;
     assert_eq!(a.outcomes, [Outcome::Refreshed, Outcome::Refreshed]);
-    let s = store
-        .session(&fac("f1"), &sid("s1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let s = session_record(&store, "f1", "s1").await.unwrap();
     assert_eq!(s.deadline_ms, T0 + 60_000 + TTL);
 }
 
@@ -102,14 +105,9 @@ async fn new_session_refresh_and_out_of_order() {
 async fn ended_session_goes_offline_and_restarts_a_new_segment() {
     let redis = RedisServer::start();
     let store = store(&redis, 75, 4).await;
-    apply(&store, T0, &[hb("s1", "u1", "f1", "r1", T0, false)]).await;
+    apply_one(&store, hb("s1", "u1", "f1", T0, false)).await;
 
-    let a = apply(
-        &store,
-        T0 + 5_000,
-        &[hb("s1", "u1", "f1", "r1", T0 + 5_000, true)],
-    )
-    .await;
+    let a = apply_one(&store, hb("s1", "u1", "f1", T0 + 5_000, true)).await;
     assert_eq!(a.outcomes, [Outcome::Ended]);
     assert_eq!(a.flips.len(), 1);
     assert_eq!(
@@ -121,36 +119,18 @@ async fn ended_session_goes_offline_and_restarts_a_new_segment() {
         ),
         (Status::Offline, T0 + 5_000, 2, 0)
     );
-    let s = store
-        .session(&fac("f1"), &sid("s1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let s = session_record(&store, "f1", "s1").await.unwrap();
     assert_eq!(s.offline_ms, Some(T0 + 5_000));
 
     // a delayed heartbeat from before the end changes nothing
-    let a = apply(
-        &store,
-        T0 + 6_000,
-        &[hb("s1", "u1", "f1", "r1", T0 + 4_000, false)],
-    )
-    .await;
+    let a = apply_late(&store, 2_000, hb("s1", "u1", "f1", T0 + 4_000, false)).await;
     assert_eq!(a.outcomes, [Outcome::Old]);
 
     // a later heartbeat starts a new online segment; the finished one is journaled
-    let a = apply(
-        &store,
-        T0 + 20_000,
-        &[hb("s1", "u1", "f1", "r1", T0 + 20_000, false)],
-    )
-    .await;
+    let a = apply_one(&store, hb("s1", "u1", "f1", T0 + 20_000, false)).await;
     assert_eq!(a.outcomes, [Outcome::Restarted]);
     assert_eq!((a.flips[0].status, a.flips[0].version), (Status::Online, 3));
-    let s = store
-        .session(&fac("f1"), &sid("s1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let s = session_record(&store, "f1", "s1").await.unwrap();
     assert_eq!((s.started_ms, s.offline_ms), (T0 + 20_000, None));
 
     let p = store.partitioner().partition_of(&fac("f1"));
@@ -190,37 +170,22 @@ async fn facility_flips_only_on_first_and_last_session() {
         &store,
         T0,
         &[
-            hb("s1", "u1", "f1", "r1", T0, false),
-            hb("s2", "u2", "f1", "r1", T0 + 1, false),
+            hb("s1", "u1", "f1", T0, false),
+            hb("s2", "u2", "f1", T0 + 1, false),
         ],
     )
     .await;
     assert_eq!(a.flips.len(), 1, "one flip for two sessions");
     assert_eq!(
-        store
-            .facility(&fac("f1"))
-            .await
-            .unwrap()
-            .unwrap()
-            .online_sessions,
+        facility_status(&store, "f1").await.unwrap().online_sessions,
         2
     );
 
-    let a = apply(
-        &store,
-        T0 + 10,
-        &[hb("s1", "u1", "f1", "r1", T0 + 10, true)],
-    )
-    .await;
+    let a = apply_one(&store, hb("s1", "u1", "f1", T0 + 10, true)).await;
     assert!(a.flips.is_empty(), "still one session online");
-    let a = apply(
-        &store,
-        T0 + 20,
-        &[hb("s2", "u2", "f1", "r1", T0 + 20, true)],
-    )
-    .await;
+    let a = apply_one(&store, hb("s2", "u2", "f1", T0 + 20, true)).await;
     assert_eq!(a.flips.len(), 1);
-    let f = store.facility(&fac("f1")).await.unwrap().unwrap();
+    let f = facility_status(&store, "f1").await.unwrap();
     assert_eq!(
         (f.status, f.version, f.online_sessions, f.since_ms),
         (Status::Offline, 2, 0, T0 + 20)
@@ -232,62 +197,26 @@ async fn late_unknown_and_conflicting_heartbeats_change_nothing() {
     let redis = RedisServer::start();
     let store = store(&redis, 75, 4).await;
     // deadline already passed when applied
-    let a = apply(
-        &store,
-        T0 + TTL + 1,
-        &[hb("s1", "u1", "f1", "r1", T0, false)],
-    )
-    .await;
+    let a = apply_late(&store, TTL + 1, hb("s1", "u1", "f1", T0, false)).await;
     assert_eq!(a.outcomes, [Outcome::TooLate]);
-    assert!(
-        store
-            .session(&fac("f1"), &sid("s1"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(session_record(&store, "f1", "s1").await.is_none());
 
     // an end for an unknown session is remembered, so the delayed start cannot revive it
-    let a = apply(
-        &store,
-        T0 + 10,
-        &[hb("s2", "u1", "f1", "r1", T0 + 10, true)],
-    )
-    .await;
+    let a = apply_one(&store, hb("s2", "u1", "f1", T0 + 10, true)).await;
     assert_eq!(a.outcomes, [Outcome::EndedUnknown]);
-    let a = apply(
-        &store,
-        T0 + 11,
-        &[hb("s2", "u1", "f1", "r1", T0 + 5, false)],
-    )
-    .await;
+    let a = apply_late(&store, 6, hb("s2", "u1", "f1", T0 + 5, false)).await;
     assert_eq!(a.outcomes, [Outcome::Old]);
     assert!(
-        store.facility(&fac("f1")).await.unwrap().is_none(),
+        facility_status(&store, "f1").await.is_none(),
         "facility never went online"
     );
 
     // another user cannot refresh or end someone's session
-    apply(
-        &store,
-        T0 + 20,
-        &[hb("s3", "u1", "f1", "r1", T0 + 20, false)],
-    )
-    .await;
-    let a = apply(
-        &store,
-        T0 + 21,
-        &[hb("s3", "intruder", "f1", "r1", T0 + 21, true)],
-    )
-    .await;
+    apply_one(&store, hb("s3", "u1", "f1", T0 + 20, false)).await;
+    let a = apply_one(&store, hb("s3", "intruder", "f1", T0 + 21, true)).await;
     assert_eq!(a.outcomes, [Outcome::Conflict]);
     assert_eq!(
-        store
-            .session(&fac("f1"), &sid("s3"))
-            .await
-            .unwrap()
-            .unwrap()
-            .offline_ms,
+        session_record(&store, "f1", "s3").await.unwrap().offline_ms,
         None
     );
 }
@@ -300,8 +229,8 @@ async fn sweep_claims_due_sessions_at_their_deadline_once() {
         &store,
         T0,
         &[
-            hb("s1", "u1", "f1", "r1", T0, false),
-            hb("s2", "u2", "f2", "r1", T0 + 1_000, false),
+            hb("s1", "u1", "f1", T0, false),
+            hb("s2", "u2", "f2", T0 + 1_000, false),
         ],
     )
     .await;
@@ -328,11 +257,7 @@ async fn sweep_claims_due_sessions_at_their_deadline_once() {
         (claimed.flips[0].status, claimed.flips[0].since_ms),
         (Status::Offline, T0 + TTL)
     );
-    let s = store
-        .session(&fac("f1"), &sid("s1"))
-        .await
-        .unwrap()
-        .unwrap();
+    let s = session_record(&store, "f1", "s1").await.unwrap();
     assert_eq!(
         s.offline_ms,
         Some(T0 + TTL),
@@ -345,13 +270,8 @@ async fn sweep_claims_due_sessions_at_their_deadline_once() {
 async fn a_lapsed_session_refreshed_before_the_sweep_gets_a_new_segment() {
     let redis = RedisServer::start();
     let store = store(&redis, 75, 1).await;
-    apply(&store, T0, &[hb("s1", "u1", "f1", "r1", T0, false)]).await;
-    let a = apply(
-        &store,
-        T0 + TTL + 3_000,
-        &[hb("s1", "u1", "f1", "r1", T0 + TTL + 2_000, false)],
-    )
-    .await;
+    apply_one(&store, hb("s1", "u1", "f1", T0, false)).await;
+    let a = apply_late(&store, 1_000, hb("s1", "u1", "f1", T0 + TTL + 2_000, false)).await;
     assert_eq!(a.outcomes, [Outcome::Restarted]);
     let statuses: Vec<_> = a.flips.iter().map(|f| (f.status, f.since_ms)).collect();
     assert_eq!(
@@ -374,7 +294,6 @@ async fn one_script_call_per_partition_per_batch() {
             &format!("s{i}"),
             &format!("u{i}"),
             &format!("f{}", i % 20),
-            "r1",
             T0 + i,
             false,
         ));
@@ -439,13 +358,8 @@ async fn rollup_collect_and_commit_forget_only_what_was_persisted() {
     let redis = RedisServer::start();
     let store = store(&redis, 75, 1).await;
     let p = store.partitioner().partition_of(&fac("f1"));
-    apply(&store, T0, &[hb("s1", "u1", "f1", "r1", T0, false)]).await;
-    apply(
-        &store,
-        T0 + 1_000,
-        &[hb("s1", "u1", "f1", "r1", T0 + 1_000, true)],
-    )
-    .await;
+    apply_one(&store, hb("s1", "u1", "f1", T0, false)).await;
+    apply_one(&store, hb("s1", "u1", "f1", T0 + 1_000, true)).await;
 
     let c = store
         .collect(p, 100, 100, T0 + 10_000, i64::MAX)
@@ -461,25 +375,14 @@ async fn rollup_collect_and_commit_forget_only_what_was_persisted() {
     let rev = c.dirty[0].rev;
 
     // a change after the read keeps the facility dirty
-    apply(
-        &store,
-        T0 + 2_000,
-        &[hb("s2", "u2", "f1", "r1", T0 + 2_000, false)],
-    )
-    .await;
+    apply_one(&store, hb("s2", "u2", "f1", T0 + 2_000, false)).await;
     let (cleaned, dropped) = store
         .commit(p, c.journal_len, &[(fac("f1"), rev)], T0 + 1_000 + 1, 100)
         .await
         .unwrap();
     assert_eq!(cleaned, 0);
     assert_eq!(dropped, 1, "s1 ended before the cut-off and is deleted");
-    assert!(
-        store
-            .session(&fac("f1"), &sid("s1"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(session_record(&store, "f1", "s1").await.is_none());
     let c2 = store.collect(p, 100, 100, 0, i64::MAX).await.unwrap();
     assert_eq!(c2.journal_len, 1, "only the new online flip remains");
     assert_eq!(c2.dirty.len(), 1);
@@ -523,15 +426,15 @@ async fn duplicates_and_reordering_give_the_same_final_state() {
         ordered.partitioner().partition_of(&fac("f2"))
     );
     let beats = [
-        hb("s1", "u1", "f1", "r1", T0, false),
-        hb("s2", "u2", "f2", "r1", T0 + 100, false),
-        hb("s1", "u1", "f1", "r1", T0 + 30_000, false),
-        hb("s2", "u2", "f2", "r1", T0 + 30_100, false),
-        hb("s1", "u1", "f1", "r1", T0 + 60_000, false),
-        hb("s2", "u2", "f2", "r1", T0 + 60_100, true),
+        hb("s1", "u1", "f1", T0, false),
+        hb("s2", "u2", "f2", T0 + 100, false),
+        hb("s1", "u1", "f1", T0 + 30_000, false),
+        hb("s2", "u2", "f2", T0 + 30_100, false),
+        hb("s1", "u1", "f1", T0 + 60_000, false),
+        hb("s2", "u2", "f2", T0 + 60_100, true),
     ];
     for h in &beats {
-        apply(&ordered, h.at_ms, std::slice::from_ref(h)).await;
+        apply_one(&ordered, h.clone()).await;
     }
     // at-least-once and out of order: every refresh duplicated, later ones delivered first,
     // each delivery its own batch

@@ -8,7 +8,6 @@ use presence::auth::Authenticator;
 use presence::config::Env;
 use presence::consume::Consumer;
 use presence::expiry::Sweeper;
-use presence::facilities::DynamoFacilityStore;
 use presence::ingest::Ingest;
 use presence::queue::SqsQueue;
 use presence::rollup::{Rollup, RollupSettings};
@@ -31,6 +30,19 @@ fn files(function: &str) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// The event in the file at `path`.
+fn event<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The one sample event of `function`.
+fn only_event<T: serde::de::DeserializeOwned>(function: &str) -> T {
+    let [path] = &files(function)[..] else {
+        panic!("expected one event in events/{function}")
+    };
+    event(path)
 }
 
 #[test]
@@ -58,8 +70,7 @@ fn every_event_folder_is_a_function_and_covered() {
 
 #[tokio::test]
 async fn heartbeat_ingest_events() {
-    let sdk = sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let Clients { sqs, .. } = Clients::new().await;
     let url = create_queue(&sqs, &unique("heartbeats")).await;
     let auth = Authenticator::from_env(&Env::from_pairs([("JWT_SECRET", DEV_SECRET)])).unwrap();
     let ingest = Ingest::new(auth, Arc::new(SqsQueue::new(sqs.clone(), &url)), 30);
@@ -89,42 +100,25 @@ async fn heartbeat_ingest_events() {
 
 #[tokio::test]
 async fn heartbeat_consumer_events() {
-    let sdk = sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let Clients { sqs, .. } = Clients::new().await;
     let push = create_queue(&sqs, &unique("push")).await;
     let redis = RedisServer::start();
     let store = store(&redis, 75, 16).await;
     let consumer = Consumer::new(store.clone(), Arc::new(SqsQueue::new(sqs.clone(), &push)));
-    let [path] = &files("heartbeat-consumer")[..] else {
-        panic!("expected one consumer event")
-    };
-    let event: SqsEvent = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let event: SqsEvent = only_event("heartbeat-consumer");
     let response = heartbeat_consumer::handle(&consumer, event, BATCH_T + 5_000).await;
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
     assert_eq!(
-        failed,
+        failed_ids(&response),
         ["5f3c1a2e-0000-4000-8000-000000000005"],
         "only the malformed record fails"
     );
     // icu: online then ended in the batch; er: online (its out-of-order older beat ignored)
-    let icu = store
-        .facility(&presence::ids::FacilityId::parse("st-olav-icu").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let icu = facility_status(&store, "st-olav-icu").await.unwrap();
     assert_eq!(
         (icu.status, icu.version),
         (presence::protocol::Status::Offline, 2)
     );
-    let er = store
-        .facility(&presence::ids::FacilityId::parse("st-olav-er").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let er = facility_status(&store, "st-olav-er").await.unwrap();
     assert_eq!(
         (er.status, er.version, er.since_ms),
         (presence::protocol::Status::Online, 1, BATCH_T + 1_000)
@@ -134,9 +128,7 @@ async fn heartbeat_consumer_events() {
 
 #[tokio::test]
 async fn schedule_events() {
-    let sdk = sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let Clients { sqs, ddb, .. } = Clients::new().await;
     let push = create_queue(&sqs, &unique("push")).await;
     let table = unique("facilities");
     create_table(&ddb, "FacilitiesTable", &table).await;
@@ -144,25 +136,13 @@ async fn schedule_events() {
     let store = store(&redis, 75, 4).await;
     let publisher = Arc::new(SqsQueue::new(sqs.clone(), &push));
 
-    let [path] = &files("session-expiry")[..] else {
-        panic!("expected one expiry event")
-    };
-    let event: EventBridgeEvent =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let event: EventBridgeEvent = only_event("session-expiry");
     let sweeper = Sweeper::new(store.clone(), publisher.clone());
     let report = session_expiry::handle(&sweeper, event, Duration::ZERO, &presence::now_ms).await;
     assert_eq!((report.sweeps, report.errors), (1, 0));
 
-    let [path] = &files("facility-rollup")[..] else {
-        panic!("expected one rollup event")
-    };
-    let event: EventBridgeEvent =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let facilities = Arc::new(DynamoFacilityStore::new(
-        ddb,
-        &table,
-        Duration::from_secs(86_400),
-    ));
+    let event: EventBridgeEvent = only_event("facility-rollup");
+    let facilities = dynamo_facilities(&ddb, &table);
     let rollup = Rollup::new(store, facilities, publisher, RollupSettings::default());
     facility_rollup::handle(&rollup, event, presence::now_ms())
         .await
@@ -184,19 +164,10 @@ impl presence_local::WebSocketRoutes for NoRoutes {
     }
 }
 
-fn ws_event(path: &Path) -> aws_lambda_events::event::apigw::ApiGatewayWebsocketProxyRequest {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[tokio::test]
 async fn websocket_events() {
-    let sdk = sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = unique("connections");
-    create_table(&ddb, "ConnectionsTable", &table).await;
-    let facilities = unique("facilities");
-    create_table(&ddb, "FacilitiesTable", &facilities).await;
+    let clients = Clients::new().await;
+    let resources = HubResources::create(&clients).await;
     let redis = RedisServer::start();
     let api = presence_local::LocalWebSocketApi::start(
         "127.0.0.1:0".parse().unwrap(),
@@ -205,21 +176,10 @@ async fn websocket_events() {
     )
     .await
     .unwrap();
-    let env = Env::from_pairs([
-        ("REDIS_URL", redis.url()),
-        ("JWT_SECRET", DEV_SECRET.to_owned()),
-        ("CONNECTIONS_TABLE", table.clone()),
-        ("FACILITIES_TABLE", facilities),
-        ("WEBSOCKET_ENDPOINT", api.management_endpoint()),
-        (
-            "HEARTBEAT_QUEUE_URL",
-            create_queue(&sqs, &unique("heartbeats")).await,
-        ),
-        ("PUSH_QUEUE_URL", create_queue(&sqs, &unique("push")).await),
-        ("AWS_ENDPOINT_URL", aws_endpoint()),
-    ]);
-    let hub = hub_from_env(&env, &sdk).await;
-    let registry = presence::hub::DynamoConnectionRegistry::new(ddb.clone(), table.clone());
+    let env = resources.env(&redis, DEV_SECRET, api.management_endpoint(), &[]);
+    let hub = hub_from_env(&env, &clients.sdk).await;
+    let registry =
+        presence::hub::DynamoConnectionRegistry::new(clients.ddb.clone(), resources.connections);
     let now = presence::now_ms();
 
     for path in files("ws-connect") {
@@ -229,7 +189,7 @@ async fn websocket_events() {
             "bad-token" => 401,
             other => panic!("no expectation for events/ws-connect/{other}.json"),
         };
-        let r = ws_connect::handle(&hub, ws_event(&path), now).await;
+        let r = ws_connect::handle(&hub, event(&path), now).await;
         assert_eq!(r.status_code, expected, "{name}");
     }
     use presence::hub::ConnectionRegistry;
@@ -255,7 +215,7 @@ async fn websocket_events() {
             "bad-frame" => "error",
             other => panic!("no expectation for events/ws-message/{other}.json"),
         };
-        let r = ws_message::handle(&hub, ws_event(&path), now + 60_000).await;
+        let r = ws_message::handle(&hub, event(&path), now + 60_000).await;
         assert_eq!(r.status_code, 200, "{name}");
         // The reply is the route response's body, sent back on the same connection.
         let Some(aws_lambda_events::encodings::Body::Text(body)) = &r.body else {
@@ -266,22 +226,14 @@ async fn websocket_events() {
     }
 
     for path in files("ws-disconnect") {
-        let r = ws_disconnect::handle(&hub, ws_event(&path), now).await;
+        let r = ws_disconnect::handle(&hub, event(&path), now).await;
         assert_eq!(r.status_code, 200, "disconnect is idempotent");
     }
 
-    let [path] = &files("ws-push")[..] else {
-        panic!("expected one ws-push event")
-    };
-    let event: SqsEvent = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let event: SqsEvent = only_event("ws-push");
     let response = ws_push::handle(&hub, event, now).await;
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
     assert_eq!(
-        failed,
+        failed_ids(&response),
         ["7a1c9e10-0000-4000-8000-000000000003"],
         "only the malformed push fails"
     );

@@ -3,11 +3,10 @@
 //! connections table and SQS queues on the local emulator.
 
 use futures::{SinkExt, StreamExt};
-use presence::auth::{DevTokenSigner, Identity};
-use presence::config::Env;
 use presence::hub::registry::{Connection, ConnectionRegistry, DynamoConnectionRegistry};
 use presence::hub::{Hub, HubSettings};
 use presence::ids::{FacilityId, RegionId, UserId};
+use presence_local::rng::Rng;
 use presence_local::stack::HubRoutes;
 use presence_local::{LocalWebSocketApi, WebSocketApiConfig};
 use presence_tests::*;
@@ -34,15 +33,8 @@ async fn stack(config: WebSocketApiConfig) -> Stack {
 
 /// A stack whose hub allows `burst` frames per connection, refilled at `per_second`.
 async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) -> Stack {
-    let sdk = sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = unique("connections");
-    create_table(&ddb, "ConnectionsTable", &table).await;
-    let facilities = unique("facilities");
-    create_table(&ddb, "FacilitiesTable", &facilities).await;
-    let heartbeats = create_queue(&sqs, &unique("heartbeats")).await;
-    let push = create_queue(&sqs, &unique("push")).await;
+    let clients = Clients::new().await;
+    let resources = HubResources::create(&clients).await;
     let redis = RedisServer::start();
     let routes = Arc::new(HubRoutes::default());
     let config = HubRoutes::api_config(config);
@@ -50,23 +42,20 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
         .await
         .unwrap();
     // The functions' own variables, as the template sets them.
-    let env = Env::from_pairs([
-        ("REDIS_URL", redis.url()),
-        ("PARTITIONS", "4".to_owned()),
-        ("JWT_SECRET", SECRET.to_owned()),
-        ("CONNECTIONS_TABLE", table.clone()),
-        ("FACILITIES_TABLE", facilities),
-        ("WEBSOCKET_ENDPOINT", api.management_endpoint()),
-        ("HEARTBEAT_QUEUE_URL", heartbeats.clone()),
-        ("PUSH_QUEUE_URL", push.clone()),
-        ("AWS_ENDPOINT_URL", aws_endpoint()),
-    ]);
+    let env = resources.env(
+        &redis,
+        SECRET,
+        api.management_endpoint(),
+        &[("PARTITIONS", "4")],
+    );
     let settings = HubSettings {
         frame_burst: burst,
         frames_per_second: per_second,
         ..HubSettings::default()
     };
-    let hub = hub_from_env(&env, &sdk).await.with_settings(settings);
+    let hub = hub_from_env(&env, &clients.sdk)
+        .await
+        .with_settings(settings);
     routes.serve(hub.clone());
 
     // Lambda's event source mappings: heartbeat queue → consumer, push queue → ws-push.
@@ -74,33 +63,32 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
     let conn = presence::sessions::RedisConnection::connect(&consumer_config.redis)
         .await
         .unwrap();
-    let consumer =
-        heartbeat_consumer::service(&consumer_config, conn, &consumer_config.session_ports(&sdk));
-    let consumer_pump = SqsPump::start(sqs.clone(), heartbeats, move |event| {
+    let consumer = heartbeat_consumer::service(
+        &consumer_config,
+        conn,
+        &consumer_config.session_ports(&clients.sdk),
+    );
+    let consumer_pump = SqsPump::start(clients.sqs.clone(), resources.heartbeats, move |event| {
         let consumer = consumer.clone();
         async move { heartbeat_consumer::handle(&consumer, event, presence::now_ms()).await }
     });
     let push_hub = hub.clone();
-    let push_pump = SqsPump::start(sqs, push, move |event| {
+    let push_pump = SqsPump::start(clients.sqs, resources.push, move |event| {
         let hub = push_hub.clone();
         async move { ws_push::handle(&hub, event, presence::now_ms()).await }
     });
     Stack {
         api,
         hub,
-        registry: DynamoConnectionRegistry::new(ddb, table),
+        registry: DynamoConnectionRegistry::new(clients.ddb, resources.connections),
         _redis: redis,
         _pumps: vec![consumer_pump, push_pump],
     }
 }
 
+/// A token for `user` at `facility` in `region`, signed with the hub's secret.
 fn token(user: &str, facility: &str, region: &str) -> String {
-    let id = Identity {
-        user: UserId::parse(user).unwrap(),
-        facility: FacilityId::parse(facility).unwrap(),
-        region: RegionId::parse(region).unwrap(),
-    };
-    DevTokenSigner::new(SECRET.as_bytes()).sign(&id, presence::now_ms() / 1000 + 600)
+    presence_tests::token(SECRET.as_bytes(), user, facility, region)
 }
 
 async fn connect(s: &Stack, user: &str, facility: &str, region: &str, session: Option<&str>) -> Ws {
@@ -176,14 +164,7 @@ async fn a_bad_token_is_refused_at_connect_and_nothing_is_registered() {
         tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 401),
         other => panic!("expected HTTP 401, got {other:?}"),
     }
-    let forged = DevTokenSigner::new(b"another-secret-another-secret-another").sign(
-        &Identity {
-            user: UserId::parse("u").unwrap(),
-            facility: FacilityId::parse("f").unwrap(),
-            region: RegionId::parse("r").unwrap(),
-        },
-        presence::now_ms() / 1000 + 600,
-    );
+    let forged = presence_tests::token(b"another-secret-another-secret-another", "u", "f", "r");
     assert!(
         tokio_tungstenite::connect_async(format!("{}?token={forged}", s.api.websocket_url()))
             .await
@@ -524,13 +505,7 @@ async fn bad_frames_get_an_error_and_the_connection_stays_usable() {
 async fn generated_bad_frames_each_get_an_error_and_change_nothing() {
     let s = stack_limited(WebSocketApiConfig::default(), 10_000, 10_000.0).await;
     let mut a = connect(&s, "ann", "icu", "north", None).await;
-    let mut seed: u64 = 0x5EED_1234_ABCD_0001;
-    let mut next = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rng = Rng::new(0x5EED_1234_ABCD_0001);
     let groups = [
         "region:north",
         "facility:icu",
@@ -544,8 +519,8 @@ async fn generated_bad_frames_each_get_an_error_and_change_nothing() {
     ];
     let mut frames = Vec::new();
     for i in 0..1000 {
-        let g = groups[next(groups.len() as u64) as usize];
-        let frame = match next(12) {
+        let g = groups[rng.below(groups.len() as u64) as usize];
+        let frame = match rng.below(12) {
             0 => format!("{{\"action\":\"act{i}\"}}"),
             1 => json!({"action":"join","group":g}).to_string(),
             2 => json!({"action":"leave","group":g}).to_string(),
@@ -556,7 +531,7 @@ async fn generated_bad_frames_each_get_an_error_and_change_nothing() {
             7 => json!({"action":["ping"]}).to_string(),
             8 => json!({"action":"snapshot","region":"south"}).to_string(),
             9 => format!("{{\"action\":\"ping\",\"ref\":{{\"n\":{i}}}}}"),
-            10 => "x".repeat(next(100) as usize + 1),
+            10 => "x".repeat(rng.below(100) as usize + 1),
             _ => json!([i, "ping"]).to_string(),
         };
         frames.push(frame);

@@ -2,15 +2,16 @@
 //! push queue; expiry; rollup → DynamoDB. Redis is a real redis-server, SQS and DynamoDB the
 //! local emulator through the real SDK clients.
 
-use presence::auth::{Authenticator, DevTokenSigner, Identity};
+use presence::auth::Authenticator;
 use presence::consume::Consumer;
 use presence::expiry::Sweeper;
 use presence::facilities::{DynamoFacilityStore, FacilityStore};
-use presence::ids::{FacilityId, RegionId, UserId};
+use presence::ids::{FacilityId, RegionId};
 use presence::ingest::Ingest;
 use presence::protocol::{PushMessage, QueueMessage, Status};
 use presence::queue::SqsQueue;
 use presence::rollup::{Rollup, RollupSettings};
+use presence::sessions::SessionStore;
 use presence_tests::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,35 +26,49 @@ struct Aws {
 }
 
 async fn aws() -> Aws {
-    let sdk = sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let Clients { sqs, ddb, .. } = Clients::new().await;
     let heartbeats = create_queue(&sqs, &unique("heartbeats")).await;
     let push = create_queue(&sqs, &unique("push")).await;
     Aws {
-        ddb: aws_sdk_dynamodb::Client::new(&sdk),
         sqs,
+        ddb,
         heartbeats,
         push,
     }
 }
 
-fn token(user: &str, facility: &str, region: &str) -> String {
-    let id = Identity {
-        user: UserId::parse(user).unwrap(),
-        facility: FacilityId::parse(facility).unwrap(),
-        region: RegionId::parse(region).unwrap(),
-    };
-    DevTokenSigner::new(SECRET).sign(&id, presence::now_ms() / 1000 + 600)
+/// Fresh queues, a private Redis and a session store on it, and the push queue as the
+/// functions publish to it.
+struct Fixture {
+    aws: Aws,
+    store: SessionStore,
+    publisher: Arc<SqsQueue>,
+    _redis: RedisServer,
 }
 
-fn request(auth: Option<&str>, body: &str) -> lambda_http::Request {
-    let mut b = lambda_http::http::Request::builder()
-        .method("POST")
-        .uri("https://api.example/v1/heartbeats");
-    if let Some(a) = auth {
-        b = b.header("authorization", a);
+async fn fixture(ttl_s: u64, partitions: u16) -> Fixture {
+    let aws = aws().await;
+    let redis = RedisServer::start();
+    Fixture {
+        store: store(&redis, ttl_s, partitions).await,
+        publisher: Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.push)),
+        aws,
+        _redis: redis,
     }
-    b.body(lambda_http::Body::from(body.to_owned())).unwrap()
+}
+
+/// A token for `user` at `facility` in `region`, signed with this file's secret.
+fn token(user: &str, facility: &str, region: &str) -> String {
+    presence_tests::token(SECRET, user, facility, region)
+}
+
+/// A rollup of the fixture's store writing to `facilities`, publishing to the push queue.
+fn new_rollup(
+    fx: &Fixture,
+    facilities: Arc<DynamoFacilityStore>,
+    settings: RollupSettings,
+) -> Rollup {
+    Rollup::new(fx.store.clone(), facilities, fx.publisher.clone(), settings)
 }
 
 fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
@@ -78,12 +93,12 @@ async fn ingest_answers_and_enqueues_with_identity_from_the_token() {
         Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.heartbeats)),
         30,
     );
-    let bearer = format!("Bearer {}", token("u1", "f1", "r1"));
+    let valid_token = token("u1", "f1", "r1");
 
     let before = presence::now_ms();
     let r = heartbeat_ingest::handle(
         &ingest,
-        request(Some(&bearer), r#"{"session_id":"tab-1"}"#),
+        heartbeat_request(Some(&valid_token), r#"{"session_id":"tab-1"}"#),
         before,
     )
     .await;
@@ -105,34 +120,38 @@ async fn ingest_answers_and_enqueues_with_identity_from_the_token() {
     // bad input: a JSON error, nothing enqueued
     let cases = [
         (
-            request(Some(&bearer), r#"{"session_id":"a/b"}"#),
+            heartbeat_request(Some(&valid_token), r#"{"session_id":"a/b"}"#),
             400,
             "bad_request",
         ),
         (
-            request(
-                Some(&bearer),
+            heartbeat_request(
+                Some(&valid_token),
                 r#"{"session_id":"ok","user_id":"someone-else"}"#,
             ),
             400,
             "bad_request",
         ),
-        (request(Some(&bearer), "not json"), 400, "bad_request"),
         (
-            request(
-                Some(&bearer),
-                &format!(r#"{{"session_id":"{}"}}"#, "x".repeat(2000)),
+            heartbeat_request(Some(&valid_token), "not json"),
+            400,
+            "bad_request",
+        ),
+        (
+            heartbeat_request(
+                Some(&valid_token),
+                format!(r#"{{"session_id":"{}"}}"#, "x".repeat(2000)),
             ),
             413,
             "body_too_large",
         ),
         (
-            request(None, r#"{"session_id":"tab-1"}"#),
+            heartbeat_request(None, r#"{"session_id":"tab-1"}"#),
             401,
             "unauthorized",
         ),
         (
-            request(Some("Bearer not.a.token"), r#"{"session_id":"tab-1"}"#),
+            heartbeat_request(Some("not.a.token"), r#"{"session_id":"tab-1"}"#),
             401,
             "unauthorized",
         ),
@@ -175,7 +194,7 @@ async fn ingest_answers_and_enqueues_with_identity_from_the_token() {
     );
     let r = heartbeat_ingest::handle(
         &broken,
-        request(Some(&bearer), r#"{"session_id":"tab-1"}"#),
+        heartbeat_request(Some(&valid_token), r#"{"session_id":"tab-1"}"#),
         before,
     )
     .await;
@@ -186,13 +205,9 @@ async fn ingest_answers_and_enqueues_with_identity_from_the_token() {
 
 #[tokio::test]
 async fn consumer_applies_good_records_fails_bad_ones_and_publishes_flips() {
-    let aws = aws().await;
-    let redis = RedisServer::start();
-    let store = store(&redis, 75, 8).await;
-    let consumer = Consumer::new(
-        store.clone(),
-        Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.push)),
-    );
+    let fx = fixture(75, 8).await;
+    let (aws, store) = (&fx.aws, &fx.store);
+    let consumer = Consumer::new(store.clone(), fx.publisher.clone());
     let now = presence::now_ms();
     let bodies = vec![
         heartbeat("s1", "u1", "f1", "r1", now, false).to_json(),
@@ -205,12 +220,7 @@ async fn consumer_applies_good_records_fails_bad_ones_and_publishes_flips() {
         heartbeat("s3", "u3", "f3", "r1", now + 2, false).to_json(), // out of order
     ];
     let response = heartbeat_consumer::handle(&consumer, sqs_event(&bodies), now + 10).await;
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    assert_eq!(failed, ["m2", "m3"]);
+    assert_eq!(failed_ids(&response), ["m2", "m3"]);
 
     let pushed = statuses(&drain_queue(&aws.sqs, &aws.push).await);
     let mut online: Vec<_> = pushed
@@ -236,26 +246,15 @@ async fn consumer_applies_good_records_fails_bad_ones_and_publishes_flips() {
             "{f} acknowledged"
         );
     }
-    let s3 = store
-        .session(
-            &FacilityId::parse("f3").unwrap(),
-            &presence::ids::SessionId::parse("s3").unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let s3 = session_record(store, "f3", "s3").await.unwrap();
     assert_eq!(s3.last_ms, now + 5);
 }
 
 #[tokio::test]
 async fn a_failing_partition_fails_only_its_own_records() {
-    let aws = aws().await;
-    let redis = RedisServer::start();
-    let store = store(&redis, 75, 8).await;
-    let consumer = Consumer::new(
-        store.clone(),
-        Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.push)),
-    );
+    let fx = fixture(75, 8).await;
+    let store = &fx.store;
+    let consumer = Consumer::new(store.clone(), fx.publisher.clone());
     let (f1, f2) = (
         FacilityId::parse("f1").unwrap(),
         FacilityId::parse("f2").unwrap(),
@@ -274,37 +273,31 @@ async fn a_failing_partition_fails_only_its_own_records() {
         .unwrap();
 
     let now = presence::now_ms();
-    let bodies = vec![
-        heartbeat("s1", "u1", "f1", "r1", now, false).to_json(),
-        heartbeat("s2", "u2", "f2", "r1", now, false).to_json(),
+    let beats = [
+        heartbeat("s1", "u1", "f1", "r1", now, false),
+        heartbeat("s2", "u2", "f2", "r1", now, false),
     ];
-    let response = heartbeat_consumer::handle(&consumer, sqs_event(&bodies), now).await;
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    assert_eq!(failed, ["m0"]);
+    let response = consume(&consumer, &beats, now).await;
+    assert_eq!(failed_ids(&response), ["m0"]);
     assert_eq!(
-        store.facility(&f2).await.unwrap().unwrap().status,
+        facility_status(store, "f2").await.unwrap().status,
         Status::Online
     );
 }
 
 #[tokio::test]
 async fn a_queue_outage_leaves_flips_unpublished_until_the_rollup_pushes_them() {
-    let aws = aws().await;
-    let redis = RedisServer::start();
-    let store = store(&redis, 75, 4).await;
+    let fx = fixture(75, 4).await;
+    let aws = &fx.aws;
     let missing = format!("{}/000000000000/no-such-queue", aws_endpoint());
     let consumer = Consumer::new(
-        store.clone(),
+        fx.store.clone(),
         Arc::new(SqsQueue::new(aws.sqs.clone(), missing)),
     );
     let now = presence::now_ms();
-    let response = heartbeat_consumer::handle(
+    let response = consume(
         &consumer,
-        sqs_event(&[heartbeat("s1", "u1", "f1", "r1", now, false).to_json()]),
+        &[heartbeat("s1", "u1", "f1", "r1", now, false)],
         now,
     )
     .await;
@@ -315,21 +308,11 @@ async fn a_queue_outage_leaves_flips_unpublished_until_the_rollup_pushes_them() 
 
     let table = unique("facilities");
     create_table(&aws.ddb, "FacilitiesTable", &table).await;
-    let facilities = Arc::new(DynamoFacilityStore::new(
-        aws.ddb.clone(),
-        &table,
-        Duration::from_secs(86_400),
-    ));
     let settings = RollupSettings {
         republish_after: Duration::from_millis(1),
         ..RollupSettings::default()
     };
-    let rollup = Rollup::new(
-        store.clone(),
-        facilities,
-        Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.push)),
-        settings,
-    );
+    let rollup = new_rollup(&fx, dynamo_facilities(&aws.ddb, &table), settings);
     let report = rollup.run(now + 100).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.republished, 1);
@@ -349,21 +332,19 @@ async fn a_queue_outage_leaves_flips_unpublished_until_the_rollup_pushes_them() 
 
 #[tokio::test]
 async fn expiry_sweeps_within_its_window_and_reports_lateness() {
-    let aws = aws().await;
-    let redis = RedisServer::start();
-    let store = store(&redis, 1, 4).await;
-    let publisher = Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.push));
-    let consumer = Consumer::new(store.clone(), publisher.clone());
+    let fx = fixture(1, 4).await;
+    let aws = &fx.aws;
+    let consumer = Consumer::new(fx.store.clone(), fx.publisher.clone());
     let now = presence::now_ms();
-    heartbeat_consumer::handle(
+    consume(
         &consumer,
-        sqs_event(&[heartbeat("s1", "u1", "f1", "r1", now, false).to_json()]),
+        &[heartbeat("s1", "u1", "f1", "r1", now, false)],
         now,
     )
     .await;
     drain_queue(&aws.sqs, &aws.push).await;
 
-    let sweeper = Sweeper::new(store.clone(), publisher);
+    let sweeper = Sweeper::new(fx.store.clone(), fx.publisher.clone());
     let schedule: aws_lambda_events::event::eventbridge::EventBridgeEvent =
         serde_json::from_str(include_str!("../events/session-expiry/schedule.json")).unwrap();
     let report = session_expiry::handle(
@@ -390,24 +371,13 @@ async fn expiry_sweeps_within_its_window_and_reports_lateness() {
 
 #[tokio::test]
 async fn rollup_persists_status_history_and_segments() {
-    let aws = aws().await;
-    let redis = RedisServer::start();
-    let store = store(&redis, 75, 4).await;
+    let fx = fixture(75, 4).await;
+    let store = &fx.store;
     let table = unique("facilities");
-    create_table(&aws.ddb, "FacilitiesTable", &table).await;
-    let facilities = Arc::new(DynamoFacilityStore::new(
-        aws.ddb.clone(),
-        &table,
-        Duration::from_secs(86_400),
-    ));
-    let publisher = Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.push));
-    let consumer = Consumer::new(store.clone(), publisher.clone());
-    let rollup = Rollup::new(
-        store.clone(),
-        facilities.clone(),
-        publisher,
-        RollupSettings::default(),
-    );
+    create_table(&fx.aws.ddb, "FacilitiesTable", &table).await;
+    let facilities = dynamo_facilities(&fx.aws.ddb, &table);
+    let consumer = Consumer::new(store.clone(), fx.publisher.clone());
+    let rollup = new_rollup(&fx, facilities.clone(), RollupSettings::default());
 
     let t = presence::now_ms();
     let beats = [
@@ -417,7 +387,7 @@ async fn rollup_persists_status_history_and_segments() {
         heartbeat("s1", "u1", "f1", "r1", t + 2_000, false),
     ];
     for (i, b) in beats.iter().enumerate() {
-        heartbeat_consumer::handle(&consumer, sqs_event(&[b.to_json()]), t + i as i64).await;
+        consume(&consumer, std::slice::from_ref(b), t + i as i64).await;
     }
     let schedule: aws_lambda_events::event::eventbridge::EventBridgeEvent =
         serde_json::from_str(include_str!("../events/facility-rollup/schedule.json")).unwrap();
@@ -503,29 +473,13 @@ async fn rollup_persists_status_history_and_segments() {
 
 #[tokio::test]
 async fn rollup_keeps_the_journal_when_dynamodb_fails() {
-    let aws = aws().await;
-    let redis = RedisServer::start();
-    let store = store(&redis, 75, 1).await;
-    let facilities = Arc::new(DynamoFacilityStore::new(
-        aws.ddb.clone(),
-        "no-such-table",
-        Duration::from_secs(86_400),
-    ));
-    let publisher = Arc::new(SqsQueue::new(aws.sqs.clone(), &aws.push));
-    let consumer = Consumer::new(store.clone(), publisher.clone());
-    let rollup = Rollup::new(
-        store.clone(),
-        facilities,
-        publisher,
-        RollupSettings::default(),
-    );
+    let fx = fixture(75, 1).await;
+    let store = &fx.store;
+    let facilities = dynamo_facilities(&fx.aws.ddb, "no-such-table");
+    let consumer = Consumer::new(store.clone(), fx.publisher.clone());
+    let rollup = new_rollup(&fx, facilities, RollupSettings::default());
     let t = presence::now_ms();
-    heartbeat_consumer::handle(
-        &consumer,
-        sqs_event(&[heartbeat("s1", "u1", "f1", "r1", t, false).to_json()]),
-        t,
-    )
-    .await;
+    consume(&consumer, &[heartbeat("s1", "u1", "f1", "r1", t, false)], t).await;
 
     let schedule: aws_lambda_events::event::eventbridge::EventBridgeEvent =
         serde_json::from_str(include_str!("../events/facility-rollup/schedule.json")).unwrap();

@@ -2,10 +2,10 @@
 //! Redis and the push queue loses no flip and duplicates none, hostile input changes nothing.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use presence::auth::{Authenticator, DevTokenSigner, Identity};
+use presence::auth::{Authenticator, DevTokenSigner};
 use presence::consume::Consumer;
 use presence::facilities::{FacilityStore, MemoryFacilityStore};
-use presence::ids::{FacilityId, RegionId, SessionId, UserId};
+use presence::ids::FacilityId;
 use presence::ingest::Ingest;
 use presence::protocol::{PushMessage, Status};
 use presence::queue::MemoryQueue;
@@ -75,12 +75,7 @@ async fn poison_messages_fail_alone_and_reach_the_dead_letter_queue() {
     expected.sort();
     assert_eq!(dead, expected, "exactly the bad messages are dead-lettered");
     assert_eq!(
-        store
-            .facility(&FacilityId::parse("f1").unwrap())
-            .await
-            .unwrap()
-            .unwrap()
-            .online_sessions,
+        facility_status(&store, "f1").await.unwrap().online_sessions,
         3
     );
 
@@ -121,18 +116,8 @@ async fn a_crash_between_redis_and_the_push_queue_is_repaired_exactly_once_per_v
 
     let t = presence::now_ms();
     // f1 flips online through the crashed path; f2 through the healthy one
-    heartbeat_consumer::handle(
-        &crashed,
-        sqs_event(&[heartbeat("s1", "u1", "f1", "r1", t, false).to_json()]),
-        t,
-    )
-    .await;
-    heartbeat_consumer::handle(
-        &healthy,
-        sqs_event(&[heartbeat("s2", "u2", "f2", "r1", t, false).to_json()]),
-        t,
-    )
-    .await;
+    consume(&crashed, &[heartbeat("s1", "u1", "f1", "r1", t, false)], t).await;
+    consume(&healthy, &[heartbeat("s2", "u2", "f2", "r1", t, false)], t).await;
     assert!(broken.drain().is_empty());
     let mut seen = pushed_versions(&healthy_queue);
     assert_eq!(seen, [("f2".to_owned(), 1)]);
@@ -159,12 +144,9 @@ async fn a_crash_between_redis_and_the_push_queue_is_repaired_exactly_once_per_v
     }
 }
 
-fn identity(user: &str, facility: &str) -> Identity {
-    Identity {
-        user: UserId::parse(user).unwrap(),
-        facility: FacilityId::parse(facility).unwrap(),
-        region: RegionId::parse("r1").unwrap(),
-    }
+/// A token for `user` at `facility` (region r1), signed with this file's secret.
+fn token_for(user: &str, facility: &str) -> String {
+    token(SECRET, user, facility, "r1")
 }
 
 #[tokio::test]
@@ -174,18 +156,12 @@ async fn another_facility_or_user_cannot_touch_a_session() {
     let consumer = Consumer::new(store.clone(), Arc::new(MemoryQueue::new()));
     let queue = Arc::new(MemoryQueue::new());
     let ingest = Ingest::new(Authenticator::hs256(SECRET), queue.clone(), 30);
-    let signer = DevTokenSigner::new(SECRET);
     let t = presence::now_ms();
     let beat = |user: &str, facility: &str, state: &str| {
-        let token = signer.sign(&identity(user, facility), t / 1000 + 600);
-        lambda_http::http::Request::builder()
-            .method("POST")
-            .uri("https://api.example/v1/heartbeats")
-            .header("authorization", format!("Bearer {token}"))
-            .body(lambda_http::Body::from(format!(
-                r#"{{"session_id":"shared-id","state":"{state}"}}"#
-            )))
-            .unwrap()
+        heartbeat_request(
+            Some(&token_for(user, facility)),
+            format!(r#"{{"session_id":"shared-id","state":"{state}"}}"#),
+        )
     };
     for (user, facility, state) in [
         ("ann", "f1", "active"),
@@ -202,26 +178,14 @@ async fn another_facility_or_user_cannot_touch_a_session() {
     let e = sqs_event(&queue.drain());
     let report = heartbeat_consumer::handle(&consumer, e, t + 1).await;
     assert!(report.batch_item_failures.is_empty());
-    let s = store
-        .session(
-            &FacilityId::parse("f1").unwrap(),
-            &SessionId::parse("shared-id").unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let s = session_record(&store, "f1", "shared-id").await.unwrap();
     assert_eq!(
         (s.user_id.as_str(), s.offline_ms),
         ("ann", None),
         "ann's session is untouched"
     );
     assert_eq!(
-        store
-            .facility(&FacilityId::parse("f1").unwrap())
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        facility_status(&store, "f1").await.unwrap().status,
         Status::Online
     );
 }
@@ -256,13 +220,7 @@ proptest! {
         rt.block_on(async {
             let queue = Arc::new(MemoryQueue::new());
             let ingest = Ingest::new(Authenticator::hs256(SECRET), queue.clone(), 30);
-            let token = DevTokenSigner::new(SECRET).sign(&identity("ann", "f1"), presence::now_ms() / 1000 + 600);
-            let req = lambda_http::http::Request::builder()
-                .method("POST")
-                .uri("https://api.example/v1/heartbeats")
-                .header("authorization", format!("Bearer {token}"))
-                .body(lambda_http::Body::from(body.clone()))
-                .unwrap();
+            let req = heartbeat_request(Some(&token_for("ann", "f1")), body.clone());
             let resp = heartbeat_ingest::handle(&ingest, req, presence::now_ms()).await;
             let status = resp.status().as_u16();
             let queued = queue.drain();
@@ -284,12 +242,12 @@ async fn forged_unsigned_and_expired_tokens_are_refused_everywhere() {
     let queue = Arc::new(MemoryQueue::new());
     let ingest = Ingest::new(Authenticator::hs256(SECRET), queue.clone(), 30);
     let now_s = presence::now_ms() / 1000;
-    let good = DevTokenSigner::new(SECRET).sign(&identity("ann", "f1"), now_s + 600);
+    let ann = identity("ann", "f1", "r1");
+    let good = DevTokenSigner::new(SECRET).sign(&ann, now_s + 600);
     let payload = good.split('.').nth(1).unwrap();
     let tokens = [
-        DevTokenSigner::new(b"forged-forged-forged-forged-forged-xx")
-            .sign(&identity("ann", "f1"), now_s + 600),
-        DevTokenSigner::new(SECRET).sign(&identity("ann", "f1"), now_s - 3600),
+        DevTokenSigner::new(b"forged-forged-forged-forged-forged-xx").sign(&ann, now_s + 600),
+        DevTokenSigner::new(SECRET).sign(&ann, now_s - 3600),
         format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}."),
         format!(
             "eyJhbGciOiJub25lIn0.{payload}.{}",
@@ -303,12 +261,7 @@ async fn forged_unsigned_and_expired_tokens_are_refused_everywhere() {
         "a.b.c".into(),
     ];
     for t in tokens {
-        let req = lambda_http::http::Request::builder()
-            .method("POST")
-            .uri("https://api.example/v1/heartbeats")
-            .header("authorization", format!("Bearer {t}"))
-            .body(lambda_http::Body::from(r#"{"session_id":"tab-1"}"#))
-            .unwrap();
+        let req = heartbeat_request(Some(&t), r#"{"session_id":"tab-1"}"#);
         assert_eq!(
             heartbeat_ingest::handle(&ingest, req, presence::now_ms())
                 .await
@@ -324,18 +277,8 @@ async fn forged_unsigned_and_expired_tokens_are_refused_everywhere() {
 async fn a_flooding_session_gets_429_with_retry_after() {
     let queue = Arc::new(MemoryQueue::new());
     let ingest = Ingest::new(Authenticator::hs256(SECRET), queue.clone(), 30);
-    let token =
-        DevTokenSigner::new(SECRET).sign(&identity("ann", "f1"), presence::now_ms() / 1000 + 600);
-    let beat = |sid: &str| {
-        lambda_http::http::Request::builder()
-            .method("POST")
-            .uri("https://api.example/v1/heartbeats")
-            .header("authorization", format!("Bearer {token}"))
-            .body(lambda_http::Body::from(format!(
-                r#"{{"session_id":"{sid}"}}"#
-            )))
-            .unwrap()
-    };
+    let token = token_for("ann", "f1");
+    let beat = |sid: &str| heartbeat_request(Some(&token), format!(r#"{{"session_id":"{sid}"}}"#));
     let t = presence::now_ms();
     let mut statuses = Vec::new();
     for _ in 0..15 {

@@ -9,7 +9,7 @@
 //! who is online — which is where the designs differ. The whole bill is shown too.
 
 use crate::report::{Figure, On, Report, Target, fmt_num};
-use crate::{BenchError, Options, Progress};
+use crate::{Options, Outcome, Progress};
 use std::fmt::Write as _;
 
 /// List prices, us-east-1, as of 2025 (USD).
@@ -158,15 +158,9 @@ impl Design {
         Self {
             name: "web client today: HTTP heartbeat per browser every 30 s, batches of 500".into(),
             per_tab: false,
-            transport: Transport::Http,
-            interval_s: 30.0,
-            socket_lifecycle: false,
-            ack: false,
-            registry_read: false,
-            queued: true,
             consumer_batch: 500.0,
             batching_window_s: 1.0,
-            ingest_ms: 6.0,
+            ..Self::straightforward()
         }
     }
 
@@ -488,7 +482,7 @@ fn breakdown(pop: &Population, d: &Design) -> String {
     s
 }
 
-pub fn run(options: &Options, report: &mut Report, progress: &Progress) -> Result<(), BenchError> {
+pub fn run(options: &Options, report: &mut Report, progress: &Progress) -> Outcome {
     let _ = options;
     let b = Design::straightforward();
     for users in [10_000.0, 100_000.0] {

@@ -15,7 +15,7 @@
 //! the event.
 
 use crate::report::{Figure, On, Report, Target};
-use crate::{BenchError, Options, Progress, median, now_us};
+use crate::{BenchError, Options, Outcome, Progress, median, now_us};
 use futures::{SinkExt, StreamExt};
 use presence::auth::{DevTokenSigner, Identity};
 use presence::config::Env;
@@ -282,11 +282,7 @@ fn parse_round(line: &str, round: u64) -> Result<(usize, i64), BenchError> {
     }
 }
 
-pub async fn run(
-    options: &Options,
-    report: &mut Report,
-    progress: &Progress,
-) -> Result<(), BenchError> {
+pub async fn run(options: &Options, report: &mut Report, progress: &Progress) -> Outcome {
     let mut cfg = Config::new(options.quick);
     // Descriptors: the server side needs one per connection, plus the clients' when they run
     // in this process.
@@ -408,12 +404,11 @@ async fn measure(
         cfg.connections,
         opening.elapsed().as_secs_f64()
     ));
-    report.run(
+    report.timed(
         "fanout",
         "open WebSocket connections ($connect → registry)",
-        opened as u64,
+        opened,
         opening.elapsed().as_secs_f64(),
-        opened as f64 / opening.elapsed().as_secs_f64(),
         "",
     );
     if opened < cfg.connections * 99 / 100 {
@@ -467,12 +462,11 @@ async fn measure(
             (pushed_us - start_us) as f64 / 1e3,
             left
         ));
-        report.run(
+        report.timed(
             "fanout",
             "Hub::push of one status event",
-            delivered.delivered as u64,
+            delivered.delivered,
             secs,
-            delivered.delivered as f64 / secs,
             format!(
                 "gone {} failed {} received {} stale left {}",
                 delivered.gone.len(),
@@ -525,12 +519,11 @@ async fn measure(
         count,
         raw
     ));
-    report.run(
+    report.timed(
         "fanout",
         "raw PostToConnection, same frame, no hub",
-        ids.len() as u64,
+        ids.len(),
         raw / 1e3,
-        ids.len() as f64 / (raw / 1e3),
         format!("failed {failed} received {count}"),
     );
 

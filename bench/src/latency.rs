@@ -13,7 +13,7 @@
 //! (`$default` → ws-message → PostToConnection `pong`), the floor of any pushed event.
 
 use crate::report::{Figure, On, Report, Target};
-use crate::{BenchError, Options, Progress, now_us, quantile};
+use crate::{BenchError, Options, Outcome, Progress, now_us, quantile};
 use futures::{SinkExt, StreamExt};
 use presence::auth::{DevTokenSigner, Identity};
 use presence::config::Env;
@@ -108,11 +108,7 @@ async fn pings(ws: &mut Ws, count: usize) -> Result<Vec<f64>, BenchError> {
     Ok(rtts)
 }
 
-pub async fn run(
-    options: &Options,
-    report: &mut Report,
-    progress: &Progress,
-) -> Result<(), BenchError> {
+pub async fn run(options: &Options, report: &mut Report, progress: &Progress) -> Outcome {
     let cfg = Config::new(options.quick);
     let env = Env::from_pairs([
         ("SESSION_TTL_SECONDS", cfg.ttl_s.to_string()),
@@ -357,12 +353,11 @@ async fn measure(
         ("online", &online, sending_s),
         ("offline", &offline, sending_s),
     ] {
-        report.run(
+        report.timed(
             "latency",
             format!("{kind} events"),
-            v.len() as u64,
+            v.len(),
             secs,
-            v.len() as f64 / secs,
             format!(
                 "p50 {:.1} ms; p99 {:.1} ms; max {:.1} ms",
                 quantile(v, 0.5),

@@ -18,19 +18,20 @@
 //! - [`cost`]: a request-count and price model of an hour of N online users, against the
 //!   straightforward design.
 //! - [`report`]: figures, the summary table, `runs.csv`, and [`svg`] charts.
-//! - [`redis_server`], [`http`], [`rng`]: a private `redis-server`, a tiny HTTP/1.1 client,
-//!   a deterministic random generator.
+//! - [`directory`]: the fixed facilities and regions the throughput and rollup workloads use.
+//! - [`redis_server`], [`http`]: a private `redis-server`, a tiny HTTP/1.1 client. Workloads
+//!   draw from `presence_local::rng::Rng`, the project's one seeded generator.
 //!
 //! [`run`] runs the selected benchmarks; `--quick` (and the test `bench/tests/quick.rs`) runs
 //! each on small numbers, so the code paths cannot rot.
 
 pub mod cost;
+pub mod directory;
 pub mod fanout;
 pub mod http;
 pub mod latency;
 pub mod redis_server;
 pub mod report;
-pub mod rng;
 pub mod rollup;
 pub mod svg;
 pub mod throughput;
@@ -117,6 +118,9 @@ pub fn default_out(quick: bool) -> PathBuf {
 
 /// An error that ends a benchmark (the others still run).
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a benchmark's `run` ends with: done, or the error that stopped it.
+pub type Outcome = Result<(), BenchError>;
 
 /// Progress on stderr, prefixed with the benchmark and the elapsed time.
 #[derive(Debug, Clone)]

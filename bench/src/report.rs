@@ -171,6 +171,18 @@ impl Report {
         });
     }
 
+    /// A run of `n` operations in `seconds`, its rate `n / seconds`.
+    pub fn timed(
+        &mut self,
+        bench: &'static str,
+        variant: impl Into<String>,
+        n: usize,
+        seconds: f64,
+        note: impl Into<String>,
+    ) {
+        self.run(bench, variant, n as u64, seconds, n as f64 / seconds, note);
+    }
+
     pub fn note(&mut self, line: impl Into<String>) {
         self.notes.push(line.into());
     }

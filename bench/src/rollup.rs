@@ -17,14 +17,14 @@
 //! A second series, **1 % of sessions end** (session churn: 100 ends at 10 k, 10 000 at 1 M),
 //! shows how the rollup follows the number of changes rather than the number of sessions.
 
+use crate::directory::Directory;
 use crate::redis_server::RedisServer;
 use crate::report::{Figure, On, Report, Target};
-use crate::{BenchError, Options, Progress, median};
+use crate::{BenchError, Options, Outcome, Progress, median};
 use presence::config::{Env, SessionSettings};
 use presence::consume::{Consumer, Record};
 use presence::facilities::MemoryFacilityStore;
-use presence::ids::{FacilityId, RegionId, SessionId, UserId};
-use presence::protocol::{HeartbeatState, QUEUE_MESSAGE_VERSION, QueueMessage};
+use presence::protocol::{HeartbeatState, QueueMessage};
 use presence::queue::MemoryQueue;
 use presence::rollup::{Rollup, RollupReport, RollupSettings};
 use presence::sessions::{Partition, SessionStore};
@@ -75,38 +75,54 @@ const FLIP_SERIES: &str = "rollup, 1 % of facilities flip";
 const CHURN_SERIES: &str = "rollup, 1 % of sessions end";
 const SCAN_SERIES: &str = "full scan (original design)";
 
-/// Ids and heartbeats of the benchmark's directory.
-struct Directory {
-    facilities: Vec<FacilityId>,
-    regions: Vec<RegionId>,
+/// A heartbeat of `session` (its user `u-<session>`) at facility number `facility`.
+fn heartbeat(
+    dir: &Directory,
+    session: &str,
+    facility: usize,
+    at_ms: i64,
+    ended: bool,
+) -> QueueMessage {
+    let state = if ended {
+        HeartbeatState::Ended
+    } else {
+        HeartbeatState::Active
+    };
+    dir.heartbeat(session, &format!("u-{session}"), facility, at_ms, state)
 }
 
-impl Directory {
-    fn new(facilities: u32, regions: u32) -> Self {
-        Self {
-            facilities: (0..facilities)
-                .map(|f| FacilityId::parse(&format!("f{f:05}")).expect("valid id"))
-                .collect(),
-            regions: (0..regions)
-                .map(|r| RegionId::parse(&format!("r{r:03}")).expect("valid id"))
-                .collect(),
-        }
+/// The sessions of the "bulk" facilities (those that never flip in the timed runs): session
+/// `b<k>` at bulk facility `k % count`, started in order of `k` and ended oldest first.
+struct Bulk<'a> {
+    dir: &'a Directory,
+    /// The first bulk facility, and how many there are.
+    base: usize,
+    count: usize,
+    live: VecDeque<u64>,
+    next: u64,
+}
+
+impl Bulk<'_> {
+    fn heartbeat(&self, k: u64, at_ms: i64, ended: bool) -> QueueMessage {
+        let facility = self.base + (k as usize % self.count);
+        heartbeat(self.dir, &format!("b{k}"), facility, at_ms, ended)
     }
 
-    fn heartbeat(&self, session: &str, facility: usize, at_ms: i64, ended: bool) -> QueueMessage {
-        QueueMessage {
-            v: QUEUE_MESSAGE_VERSION,
-            session_id: SessionId::parse(session).expect("valid id"),
-            user_id: UserId::parse(&format!("u-{session}")).expect("valid id"),
-            facility_id: self.facilities[facility].clone(),
-            region: self.regions[facility % self.regions.len()].clone(),
-            at_ms,
-            state: if ended {
-                HeartbeatState::Ended
-            } else {
-                HeartbeatState::Active
-            },
-        }
+    /// The first heartbeats of `n` new sessions.
+    fn start(&mut self, n: usize, at_ms: i64) -> Vec<QueueMessage> {
+        let keys = self.next..self.next + n as u64;
+        self.next = keys.end;
+        self.live.extend(keys.clone());
+        keys.map(|k| self.heartbeat(k, at_ms, false)).collect()
+    }
+
+    /// The ending heartbeats of the `n` oldest live sessions (fewer if fewer are live).
+    fn end(&mut self, n: usize, at_ms: i64) -> Vec<QueueMessage> {
+        let ended: Vec<u64> = (0..n).filter_map(|_| self.live.pop_front()).collect();
+        ended
+            .iter()
+            .map(|&k| self.heartbeat(k, at_ms, true))
+            .collect()
     }
 }
 
@@ -224,11 +240,7 @@ fn label(n: usize) -> String {
     }
 }
 
-pub async fn run(
-    options: &Options,
-    report: &mut Report,
-    progress: &Progress,
-) -> Result<(), BenchError> {
+pub async fn run(options: &Options, report: &mut Report, progress: &Progress) -> Outcome {
     let cfg = Config::new(options.quick);
     // A long TTL: nothing expires while a million sessions are being created (no sweeper
     // runs here); the rollup's work does not depend on it.
@@ -267,13 +279,18 @@ pub async fn run(
     }
     let now = presence::now_ms();
     let last_sessions: Vec<QueueMessage> = (0..slots * half)
-        .map(|i| dir.heartbeat(&format!("last{i}"), off_base + i, now, false))
+        .map(|i| heartbeat(&dir, &format!("last{i}"), off_base + i, now, false))
         .collect();
     let mut total = last_sessions.len();
     apply_all(&store, &publisher, last_sessions, now, cfg.chunk).await?;
 
-    let mut bulk_live: VecDeque<u64> = VecDeque::new();
-    let mut next_bulk: u64 = 0;
+    let mut bulk = Bulk {
+        dir: &dir,
+        base: bulk_base,
+        count: bulk_count,
+        live: VecDeque::new(),
+        next: 0,
+    };
     let mut flip_ms_by_size = Vec::new();
     let mut churn_ms_by_size = Vec::new();
     let mut scan_ms_by_size = Vec::new();
@@ -289,19 +306,7 @@ pub async fn run(
         while done < add {
             let step = (add - done).min(100_000);
             let now = presence::now_ms();
-            let messages: Vec<QueueMessage> = (0..step)
-                .map(|j| {
-                    let k = next_bulk + j as u64;
-                    dir.heartbeat(
-                        &format!("b{k}"),
-                        bulk_base + (k as usize % bulk_count),
-                        now,
-                        false,
-                    )
-                })
-                .collect();
-            bulk_live.extend(next_bulk..next_bulk + step as u64);
-            next_bulk += step as u64;
+            let messages = bulk.start(step, now);
             apply_all(&store, &publisher, messages, now, cfg.chunk).await?;
             done += step;
             if add > 100_000 {
@@ -321,12 +326,11 @@ pub async fn run(
             total,
             memory as f64 / 1048576.0
         ));
-        report.run(
+        report.timed(
             "rollup",
             "populate through SessionStore::apply",
-            add as u64,
+            add,
             t.elapsed().as_secs_f64(),
-            add as f64 / t.elapsed().as_secs_f64(),
             format!("{total} live sessions; redis used_memory {memory} bytes"),
         );
 
@@ -342,12 +346,11 @@ pub async fn run(
                 read,
                 online
             ));
-            report.run(
+            report.timed(
                 "rollup",
                 format!("full scan at {}", label(size)),
-                read as u64,
+                read,
                 secs,
-                read as f64 / secs,
                 format!("{online} facilities online"),
             );
             report
@@ -365,8 +368,8 @@ pub async fn run(
             let mut records = Vec::new();
             for j in 0..half {
                 let i = slot * half + j;
-                let end = dir.heartbeat(&format!("last{i}"), off_base + i, now, true);
-                let start = dir.heartbeat(&format!("first{i}"), on_base + i, now, false);
+                let end = heartbeat(&dir, &format!("last{i}"), off_base + i, now, true);
+                let start = heartbeat(&dir, &format!("first{i}"), on_base + i, now, false);
                 for m in [end, start] {
                     records.push(Record {
                         id: format!("r{}", records.len()),
@@ -406,12 +409,11 @@ pub async fn run(
                 2 * half,
                 secs * 1e3
             ));
-            report.run(
+            report.timed(
                 "rollup",
                 format!("rollup at {}, 1 % of facilities flip", label(size)),
-                (2 * half) as u64,
+                2 * half,
                 secs,
-                (2 * half) as f64 / secs,
                 format!(
                     "history {} statuses {} republished {}",
                     r.history_entries, r.statuses_written, r.republished
@@ -428,19 +430,9 @@ pub async fn run(
         // 1 % of sessions end (churn), one timed rollup, then the sessions are replaced.
         let ends = (size / 100).max(1);
         let now = presence::now_ms();
-        let ended: Vec<u64> = (0..ends).filter_map(|_| bulk_live.pop_front()).collect();
-        let messages: Vec<QueueMessage> = ended
-            .iter()
-            .map(|&k| {
-                dir.heartbeat(
-                    &format!("b{k}"),
-                    bulk_base + (k as usize % bulk_count),
-                    now,
-                    true,
-                )
-            })
-            .collect();
-        let churn_flips = apply_all(&store, &publisher, messages, now, cfg.chunk).await?;
+        let ended = bulk.end(ends, now);
+        let n_ended = ended.len();
+        let churn_flips = apply_all(&store, &publisher, ended, now, cfg.chunk).await?;
         let t = Instant::now();
         let r = rollup.run(presence::now_ms()).await;
         let secs = t.elapsed().as_secs_f64();
@@ -448,17 +440,16 @@ pub async fn run(
         progress.say(format!(
             "rollup at {}, {} sessions ended ({} facilities flipped): {:.2} ms, {} history entries",
             label(size),
-            ended.len(),
+            n_ended,
             churn_flips,
             secs * 1e3,
             r.history_entries
         ));
-        report.run(
+        report.timed(
             "rollup",
             format!("rollup at {}, 1 % of sessions end", label(size)),
-            ended.len() as u64,
+            n_ended,
             secs,
-            ended.len() as f64 / secs,
             format!(
                 "history {} statuses {} flips {}",
                 r.history_entries, r.statuses_written, churn_flips
@@ -471,19 +462,7 @@ pub async fn run(
         drain(&rollup).await?;
         // Back to `size` live sessions.
         let now = presence::now_ms();
-        let messages: Vec<QueueMessage> = (0..ended.len())
-            .map(|j| {
-                let k = next_bulk + j as u64;
-                dir.heartbeat(
-                    &format!("b{k}"),
-                    bulk_base + (k as usize % bulk_count),
-                    now,
-                    false,
-                )
-            })
-            .collect();
-        bulk_live.extend(next_bulk..next_bulk + ended.len() as u64);
-        next_bulk += ended.len() as u64;
+        let messages = bulk.start(n_ended, now);
         apply_all(&store, &publisher, messages, now, cfg.chunk).await?;
         drain(&rollup).await?;
     }

@@ -40,6 +40,55 @@ fn plot_h() -> f64 {
     H - TOP - BOTTOM
 }
 
+/// A vertical grid line at `x`, labelled `label` under the plot.
+fn x_gridline(s: &mut String, x: f64, label: &str) {
+    let _ = writeln!(
+        s,
+        r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#e5e7eb"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
+        x,
+        TOP,
+        TOP + plot_h(),
+        TOP + plot_h() + 16.0,
+        label
+    );
+}
+
+/// A horizontal grid line at `y`, labelled `label` left of the plot.
+fn y_gridline(s: &mut String, y: f64, label: &str) {
+    let _ = writeln!(
+        s,
+        r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#e5e7eb"/><text x="{2}" y="{3:.1}" text-anchor="end">{4}</text>"##,
+        y,
+        LEFT + plot_w(),
+        LEFT - 6.0,
+        y + 4.0,
+        label
+    );
+}
+
+/// The plot's frame and the two axis titles.
+fn frame(s: &mut String, x_title: &str, y_title: &str) {
+    let _ = writeln!(
+        s,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#374151"/>"##,
+        plot_w(),
+        plot_h()
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        LEFT + plot_w() / 2.0,
+        H - 18.0,
+        escape(x_title)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{0}" text-anchor="middle" transform="rotate(-90 16 {0})">{1}</text>"#,
+        TOP + plot_h() / 2.0,
+        escape(y_title)
+    );
+}
+
 /// CDF of the latency samples, one line per kind, with the targets as dashed lines.
 pub fn latency_chart(samples: &[(&'static str, f64)]) -> String {
     let kinds = [
@@ -60,15 +109,7 @@ pub fn latency_chart(samples: &[(&'static str, f64)]) -> String {
     let mut s = header("Latency through the local stack (CDF of samples, log scale)");
     for d in (x_lo as i32)..=(x_hi as i32) {
         let v = 10f64.powi(d);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#e5e7eb"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
-            x(v),
-            TOP,
-            TOP + plot_h(),
-            TOP + plot_h() + 16.0,
-            human(v)
-        );
+        x_gridline(&mut s, x(v), &human(v));
         for m in 2..10 {
             let _ = writeln!(
                 s,
@@ -81,33 +122,12 @@ pub fn latency_chart(samples: &[(&'static str, f64)]) -> String {
     }
     for i in 0..=10 {
         let f = f64::from(i) / 10.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#e5e7eb"/><text x="{2}" y="{3:.1}" text-anchor="end">{4:.0}%</text>"##,
-            y(f),
-            LEFT + plot_w(),
-            LEFT - 6.0,
-            y(f) + 4.0,
-            f * 100.0
-        );
+        y_gridline(&mut s, y(f), &format!("{:.0}%", f * 100.0));
     }
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#374151"/>"##,
-        plot_w(),
-        plot_h()
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">latency, ms (log scale)</text>"#,
-        LEFT + plot_w() / 2.0,
-        H - 18.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">share of samples at or below</text>"#,
-        TOP + plot_h() / 2.0,
-        TOP + plot_h() / 2.0
+    frame(
+        &mut s,
+        "latency, ms (log scale)",
+        "share of samples at or below",
     );
     let _ = writeln!(
         s,
@@ -220,34 +240,13 @@ pub fn rollup_chart(points: &[(String, f64, f64)]) -> String {
     let mut s = header("Rollup time vs live sessions (log–log)");
     for d in (x_lo as i32)..=(x_hi as i32) {
         let v = 10f64.powi(d);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#e5e7eb"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
-            x(v),
-            TOP,
-            TOP + plot_h(),
-            TOP + plot_h() + 16.0,
-            human(v)
-        );
+        x_gridline(&mut s, x(v), &human(v));
     }
     for d in (y_lo as i32)..=(y_hi as i32) {
         let v = 10f64.powi(d);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#e5e7eb"/><text x="{2}" y="{3:.1}" text-anchor="end">{4} ms</text>"##,
-            y(v),
-            LEFT + plot_w(),
-            LEFT - 6.0,
-            y(v) + 4.0,
-            human(v)
-        );
+        y_gridline(&mut s, y(v), &format!("{} ms", human(v)));
     }
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#374151"/>"##,
-        plot_w(),
-        plot_h()
-    );
+    frame(&mut s, "live sessions", "time per run");
     let _ = writeln!(
         s,
         r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#6b7280" stroke-dasharray="6 4"/><text x="{2}" y="{3:.1}" fill="#6b7280" text-anchor="middle">target: 50 ms at 1 M</text>"##,
@@ -255,17 +254,6 @@ pub fn rollup_chart(points: &[(String, f64, f64)]) -> String {
         LEFT + plot_w(),
         LEFT + plot_w() * 0.62,
         y(50.0) - 5.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">live sessions</text>"#,
-        LEFT + plot_w() / 2.0,
-        H - 18.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{0}" text-anchor="middle" transform="rotate(-90 16 {0})">time per run</text>"#,
-        TOP + plot_h() / 2.0
     );
     for (i, name) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];

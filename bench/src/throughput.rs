@@ -14,16 +14,16 @@
 //! would be. Runs are interleaved (consumer, redis-benchmark, baseline, three times) and the
 //! medians compared, so a slow moment of the machine hits all three.
 
+use crate::directory::Directory;
 use crate::redis_server::RedisServer;
 use crate::report::{Figure, On, Report, Target};
-use crate::rng::Rng;
-use crate::{BenchError, Options, Progress};
+use crate::{BenchError, Options, Outcome, Progress};
 use presence::config::{Env, SessionSettings};
 use presence::consume::{Consumer, Record};
-use presence::ids::{FacilityId, RegionId, SessionId, UserId};
-use presence::protocol::{HeartbeatState, QUEUE_MESSAGE_VERSION, QueueMessage};
+use presence::protocol::{HeartbeatState, QueueMessage};
 use presence::queue::MemoryQueue;
 use presence::sessions::SessionStore;
+use presence_local::rng::Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -104,10 +104,7 @@ pub struct Generator {
     next_id: u64,
     /// Virtual time, ms since the epoch.
     t_ms: f64,
-    facilities: u32,
-    regions: u32,
-    facility_ids: Vec<FacilityId>,
-    region_ids: Vec<RegionId>,
+    dir: Directory,
     /// Percent of heartbeats that start a new session / end one (the rest refresh).
     new_pct: u64,
     end_pct: u64,
@@ -127,14 +124,7 @@ impl Generator {
             live: VecDeque::new(),
             next_id: 0,
             t_ms: start_ms as f64,
-            facilities,
-            regions,
-            facility_ids: (0..facilities)
-                .map(|f| FacilityId::parse(&format!("f{f:05}")).expect("valid id"))
-                .collect(),
-            region_ids: (0..regions)
-                .map(|r| RegionId::parse(&format!("r{r:03}")).expect("valid id"))
-                .collect(),
+            dir: Directory::new(facilities, regions),
             new_pct: 10,
             end_pct: 5,
             min_live: 1000,
@@ -151,16 +141,14 @@ impl Generator {
     }
 
     fn message(&self, s: Session, state: HeartbeatState) -> QueueMessage {
-        QueueMessage {
-            v: QUEUE_MESSAGE_VERSION,
-            session_id: SessionId::parse(&format!("s{:08x}", s.id)).expect("valid id"),
+        self.dir.heartbeat(
+            &format!("s{:08x}", s.id),
             // About 1.5 sessions (tabs, browsers) per user.
-            user_id: UserId::parse(&format!("u{}", s.id * 2 / 3)).expect("valid id"),
-            facility_id: self.facility_ids[s.facility as usize].clone(),
-            region: self.region_ids[(s.facility % self.regions) as usize].clone(),
-            at_ms: self.t_ms as i64,
+            &format!("u{}", s.id * 2 / 3),
+            s.facility as usize,
+            self.t_ms as i64,
             state,
-        }
+        )
     }
 
     fn advance(&mut self) {
@@ -171,7 +159,7 @@ impl Generator {
     pub fn new_session(&mut self) -> QueueMessage {
         let s = Session {
             id: self.next_id,
-            facility: self.rng.below(u64::from(self.facilities)) as u32,
+            facility: self.rng.below(self.dir.facilities.len() as u64) as u32,
         };
         self.next_id += 1;
         self.live.push_back(s);
@@ -572,12 +560,11 @@ async fn compare_scripts(
                 n as f64 / secs,
                 calls[v]
             ));
-            report.run(
+            report.timed(
                 "throughput",
                 format!("script harness: {name} heartbeat.lua"),
-                n as u64,
+                n,
                 secs,
-                n as f64 / secs,
                 format!("{:.2} redis.call per heartbeat", calls[v]),
             );
             rates[v].push(n as f64 / secs);
@@ -587,11 +574,7 @@ async fn compare_scripts(
     Ok([0, 1].map(|v| (rates[v].iter().copied().fold(0.0, f64::max), calls[v])))
 }
 
-pub async fn run(
-    options: &Options,
-    report: &mut Report,
-    progress: &Progress,
-) -> Result<(), BenchError> {
+pub async fn run(options: &Options, report: &mut Report, progress: &Progress) -> Outcome {
     let cfg = Config::new(options.quick);
     let settings = SessionSettings::from_env(&Env::from_pairs([(
         "PARTITIONS",
@@ -693,15 +676,14 @@ pub async fn run(
             100.0 * r.redis_cpu / r.seconds,
             100.0 * r.process_cpu / r.seconds
         ));
-        report.run(
+        report.timed(
             "throughput",
             format!(
                 "consumer ({} concurrent, batches of {})",
                 cfg.consumers, cfg.batch
             ),
-            r.heartbeats as u64,
+            r.heartbeats,
             r.seconds,
-            rate,
             format!(
                 "flips {}; redis cpu {:.2}s; process cpu {:.2}s",
                 r.flips, r.redis_cpu, r.process_cpu
@@ -744,12 +726,11 @@ pub async fn run(
                 if workers == 1 { "" } else { "s" },
                 n as f64 / secs
             ));
-            report.run(
+            report.timed(
                 "throughput",
                 format!("baseline: check + MULTI/EXEC per heartbeat ({workers} workers)"),
-                n as u64,
+                n,
                 secs,
-                n as f64 / secs,
                 "",
             );
             if workers == 1 {

@@ -175,25 +175,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn warm_up_never_fails_the_start() {
-        // Nothing listens on port 9: every call fails to connect, quickly, and is only logged.
-        let sdk = local_sdk_config("http://127.0.0.1:9").await;
-        let started = Instant::now();
-        warm_up(vec![
-            queue(&sdk, "http://127.0.0.1:9/000000000000/q"),
-            table(&sdk, "t"),
-            connections(&sdk, "http://127.0.0.1:9/live"),
-        ])
-        .await;
-        assert!(started.elapsed() <= WARM_UP_TIMEOUT + Duration::from_secs(1));
-    }
-}
-
 /// An SDK error as one line: the service's error code and message where there is one (the
 /// SDK's own `Display` says only "service error"). Every AWS SDK crate's `SdkError` is the
 /// same type, so this serves SQS, DynamoDB and API Gateway alike.
@@ -214,5 +195,24 @@ where
                 .map(|s| s.to_string())
                 .unwrap_or_default()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn warm_up_never_fails_the_start() {
+        // Nothing listens on port 9: every call fails to connect, quickly, and is only logged.
+        let sdk = local_sdk_config("http://127.0.0.1:9").await;
+        let started = Instant::now();
+        warm_up(vec![
+            queue(&sdk, "http://127.0.0.1:9/000000000000/q"),
+            table(&sdk, "t"),
+            connections(&sdk, "http://127.0.0.1:9/live"),
+        ])
+        .await;
+        assert!(started.elapsed() <= WARM_UP_TIMEOUT + Duration::from_secs(1));
     }
 }

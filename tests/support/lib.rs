@@ -1,9 +1,13 @@
-//! Test support: real servers on free ports.
+//! Test support: real servers on free ports, and the inputs and reads the tests share.
 //!
 //! - [`RedisServer`] starts a private `redis-server` per test and stops it on drop.
 //! - [`aws_endpoint`] is a local AWS emulator (moto) for SQS and DynamoDB: the one named by
 //!   `AWS_ENDPOINT_URL`, or one this test binary starts from `moto_server` on `PATH` and that
-//!   stops when the test binary exits.
+//!   stops when the test binary exits. [`Emulator`] is a private one a test may stop and
+//!   restart; [`Clients`] are the SDK clients for either.
+//! - Inputs: [`heartbeat`] messages, [`token`]s, [`heartbeat_request`]s, SQS batches
+//!   ([`sqs_event`], [`consume`]); reads: [`session_record`], [`facility_status`],
+//!   [`failed_ids`].
 
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -25,10 +29,21 @@ fn wait_for_port(port: u16, timeout: Duration, what: &str) {
     }
 }
 
+/// A child process that is killed (and reaped) when dropped.
+#[derive(Debug)]
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A private `redis-server` without persistence.
 #[derive(Debug)]
 pub struct RedisServer {
-    child: Child,
+    _child: KillOnDrop,
     pub port: u16,
 }
 
@@ -48,7 +63,10 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (the README's test command installs it)");
         wait_for_port(port, Duration::from_secs(10), "redis-server");
-        Self { child, port }
+        Self {
+            _child: KillOnDrop(child),
+            port,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -60,13 +78,6 @@ impl RedisServer {
             url: self.url(),
             cluster: false,
         }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -110,6 +121,59 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     presence::aws::local_sdk_config(&aws_endpoint()).await
 }
 
+/// A private emulator on `port`, stopped when dropped: for tests that take the endpoint away
+/// and bring it back (on the same port, empty).
+#[derive(Debug)]
+pub struct Emulator {
+    _child: KillOnDrop,
+    pub port: u16,
+}
+
+impl Emulator {
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server must be on PATH (the README's test command installs it)");
+        wait_for_port(port, Duration::from_secs(60), "moto_server");
+        Self {
+            _child: KillOnDrop(child),
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// SQS and DynamoDB clients for an emulator, and the configuration they were built from.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub sdk: aws_config::SdkConfig,
+    pub sqs: aws_sdk_sqs::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
+}
+
+impl Clients {
+    /// Clients for the shared emulator, [`aws_endpoint`].
+    pub async fn new() -> Self {
+        Self::at(&aws_endpoint()).await
+    }
+
+    /// Clients for the emulator at `endpoint`.
+    pub async fn at(endpoint: &str) -> Self {
+        let sdk = presence::aws::local_sdk_config(endpoint).await;
+        Self {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            ddb: aws_sdk_dynamodb::Client::new(&sdk),
+            sdk,
+        }
+    }
+}
+
 /// A unique name for a queue or table, so tests sharing one emulator never collide.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -131,6 +195,71 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, logical_id: &str, n
     presence_local::tables::create_table(client, logical_id, name)
         .await
         .expect("create table from template.yaml");
+}
+
+/// The facilities table `table` through its DynamoDB adapter, keeping a day of history.
+pub fn dynamo_facilities(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> std::sync::Arc<presence::facilities::DynamoFacilityStore> {
+    std::sync::Arc::new(presence::facilities::DynamoFacilityStore::new(
+        ddb.clone(),
+        table,
+        Duration::from_secs(86_400),
+    ))
+}
+
+/// What the WebSocket functions use on the emulator, made fresh for one test: the connections
+/// and facilities tables and the heartbeat and push queues (their names and URLs).
+#[derive(Debug, Clone)]
+pub struct HubResources {
+    pub connections: String,
+    pub facilities: String,
+    pub heartbeats: String,
+    pub push: String,
+}
+
+impl HubResources {
+    pub async fn create(clients: &Clients) -> Self {
+        let connections = unique("connections");
+        create_table(&clients.ddb, "ConnectionsTable", &connections).await;
+        let facilities = unique("facilities");
+        create_table(&clients.ddb, "FacilitiesTable", &facilities).await;
+        Self {
+            connections,
+            facilities,
+            heartbeats: create_queue(&clients.sqs, &unique("heartbeats")).await,
+            push: create_queue(&clients.sqs, &unique("push")).await,
+        }
+    }
+
+    /// The functions' variables, as the template sets them: these resources on the shared
+    /// emulator, Redis at `redis`, tokens signed with `secret`, the WebSocket API's management
+    /// endpoint, and `extra`.
+    pub fn env(
+        &self,
+        redis: &RedisServer,
+        secret: &str,
+        websocket_endpoint: String,
+        extra: &[(&str, &str)],
+    ) -> presence::config::Env {
+        let mut vars = vec![
+            ("REDIS_URL".to_owned(), redis.url()),
+            ("JWT_SECRET".to_owned(), secret.to_owned()),
+            ("CONNECTIONS_TABLE".to_owned(), self.connections.clone()),
+            ("FACILITIES_TABLE".to_owned(), self.facilities.clone()),
+            ("WEBSOCKET_ENDPOINT".to_owned(), websocket_endpoint),
+            ("HEARTBEAT_QUEUE_URL".to_owned(), self.heartbeats.clone()),
+            ("PUSH_QUEUE_URL".to_owned(), self.push.clone()),
+            ("AWS_ENDPOINT_URL".to_owned(), aws_endpoint()),
+        ];
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        presence::config::Env::from_pairs(vars)
+    }
 }
 
 /// The hub as a WebSocket function builds it at cold start, from `env` (its variables), with
@@ -213,6 +342,39 @@ pub fn heartbeat(
     }
 }
 
+/// `user` at `facility` in `region`, as a token names them.
+pub fn identity(user: &str, facility: &str, region: &str) -> presence::auth::Identity {
+    use presence::ids::*;
+    presence::auth::Identity {
+        user: UserId::parse(user).unwrap(),
+        facility: FacilityId::parse(facility).unwrap(),
+        region: RegionId::parse(region).unwrap(),
+    }
+}
+
+/// A token for `user` at `facility` in `region`, signed with `secret`, valid for ten minutes.
+pub fn token(secret: &[u8], user: &str, facility: &str, region: &str) -> String {
+    presence::auth::DevTokenSigner::new(secret).sign(
+        &identity(user, facility, region),
+        presence::now_ms() / 1000 + 600,
+    )
+}
+
+/// `POST /v1/heartbeats` as API Gateway hands it to heartbeat-ingest, with
+/// `authorization: Bearer <token>` when there is a token.
+pub fn heartbeat_request(
+    token: Option<&str>,
+    body: impl Into<lambda_http::Body>,
+) -> lambda_http::Request {
+    let mut request = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("https://api.example/v1/heartbeats");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.body(body.into()).unwrap()
+}
+
 /// A session store on `redis` with the given TTL and partitions, and a partition ledger of
 /// its own.
 pub async fn store(
@@ -233,6 +395,26 @@ pub async fn store(
     // A ledger, as every function has: a fresh redis-server is a first start, not a loss.
     let ledger = std::sync::Arc::new(presence::ledger::MemoryPartitionLedger::new());
     presence::sessions::SessionStore::new(conn, &settings).with_ledger(ledger)
+}
+
+/// What the engine holds for session `session` at `facility`, if anything.
+pub async fn session_record(
+    store: &presence::sessions::SessionStore,
+    facility: &str,
+    session: &str,
+) -> Option<presence::sessions::SessionRecord> {
+    let facility = presence::ids::FacilityId::parse(facility).unwrap();
+    let session = presence::ids::SessionId::parse(session).unwrap();
+    store.session(&facility, &session).await.unwrap()
+}
+
+/// The engine's status of `facility`, if it was ever online.
+pub async fn facility_status(
+    store: &presence::sessions::SessionStore,
+    facility: &str,
+) -> Option<presence::protocol::FacilityStatus> {
+    let facility = presence::ids::FacilityId::parse(facility).unwrap();
+    store.facility(&facility).await.unwrap()
 }
 
 /// Feeds an SQS queue (on the emulator) to a batch handler the way Lambda's event source
@@ -322,6 +504,26 @@ pub fn sqs_event(bodies: &[String]) -> aws_lambda_events::event::sqs::SqsEvent {
         })
         .collect();
     event
+}
+
+/// Delivers `beats` to heartbeat-consumer's handler as one SQS batch (ids `m0`, `m1`, …)
+/// received at `now_ms`.
+pub async fn consume(
+    consumer: &presence::consume::Consumer,
+    beats: &[presence::protocol::QueueMessage],
+    now_ms: i64,
+) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    let bodies: Vec<String> = beats.iter().map(|b| b.to_json()).collect();
+    heartbeat_consumer::handle(consumer, sqs_event(&bodies), now_ms).await
+}
+
+/// The message ids a batch response reports as failed, in its order.
+pub fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<&str> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect()
 }
 
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`): the status and the

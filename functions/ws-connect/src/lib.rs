@@ -34,7 +34,7 @@ pub async fn handle(
 ) -> ApiGatewayProxyResponse {
     let id = match presence::hub::connection_id(&event) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let query = &event.query_string_parameters;
     match hub

@@ -30,7 +30,7 @@ pub async fn handle(
 ) -> ApiGatewayProxyResponse {
     let id = match presence::hub::connection_id(&event) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match hub.disconnect(id, now_ms).await {
         Ok(removed) => {

@@ -42,7 +42,7 @@ pub async fn handle(
 ) -> ApiGatewayProxyResponse {
     let id = match presence::hub::connection_id(&event) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body = match (event.body.as_deref(), event.is_base64_encoded) {
         (Some(b), false) => b,

@@ -2,19 +2,20 @@
 
 use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
-/// The connection id of a WebSocket event, or the 400 response a route gives without one.
+/// The connection id of a WebSocket event, or the 400 response a route gives without one
+/// (boxed: a response is large, and the id is what nearly every event has).
 pub fn connection_id(
     event: &ApiGatewayWebsocketProxyRequest,
-) -> Result<&str, ApiGatewayProxyResponse> {
+) -> Result<&str, Box<ApiGatewayProxyResponse>> {
     event
         .request_context
         .connection_id
         .as_deref()
         .ok_or_else(|| {
-            route_response(
+            Box::new(route_response(
                 400,
                 Some(("bad_request", "event lacks a connection id".into())),
-            )
+            ))
         })
 }
 
