@@ -37,8 +37,9 @@
 //! - Plain `ws://` and `http://`; no TLS, no custom domains, no SigV4 check on the management
 //!   API (any credentials are accepted).
 //! - Only the three predefined routes: no route selection expression, no custom routes, no
-//!   route responses (the `$default` answer is discarded), no authorizers (do authorization
-//!   in `$connect`).
+//!   authorizers (do authorization in `$connect`). `$default`'s route response is sent back
+//!   to the caller only when [`WebSocketApiConfig::default_route_response`] is set (as the
+//!   template's two-way `$default` route does); otherwise it is discarded, as in API Gateway.
 //! - `$default` is invoked sequentially per connection, in arrival order; API Gateway gives no
 //!   ordering guarantee. Messages received before a close are delivered before `$disconnect`.
 //! - `$disconnect` is always invoked (API Gateway: best effort).

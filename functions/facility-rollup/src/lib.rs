@@ -132,6 +132,7 @@ pub async fn handle(
         stale = report.statuses_stale,
         republished = report.republished,
         dropped = report.sessions_dropped,
+        resyncs = report.resyncs,
         errors = report.errors.len(),
         "rollup done"
     );
@@ -146,6 +147,7 @@ pub async fn handle(
                 report.statuses_written as f64,
             ),
             ("FlipsRepublished", Unit::Count, report.republished as f64),
+            ("Resyncs", Unit::Count, report.resyncs as f64),
             ("RollupErrors", Unit::Count, report.errors.len() as f64),
         ],
     );
@@ -158,6 +160,6 @@ pub async fn handle(
     Ok(serde_json::json!({
         "history_entries": report.history_entries, "statuses_written": report.statuses_written,
         "statuses_stale": report.statuses_stale, "republished": report.republished,
-        "sessions_dropped": report.sessions_dropped,
+        "sessions_dropped": report.sessions_dropped, "resyncs": report.resyncs,
     }))
 }
