@@ -254,6 +254,20 @@ async fn ledger_contract(ledger: &dyn PartitionLedger) {
         ledger.begin_epoch(P1, t + 2).await.unwrap(),
         EpochStart::AfterLoss
     );
+    // An epoch Redis held before the ledger existed: recorded, the next one follows a loss;
+    // recording again changes nothing.
+    let p3 = Partition(3);
+    ledger.record_existing(p3, t).await.unwrap();
+    ledger.record_existing(p3, t).await.unwrap();
+    assert_eq!(
+        ledger.begin_epoch(p3, t + 1).await.unwrap(),
+        EpochStart::AfterLoss
+    );
+    ledger.record_existing(P2, t).await.unwrap();
+    assert_eq!(
+        ledger.begin_epoch(P2, t + 3).await.unwrap(),
+        EpochStart::AfterLoss
+    );
 }
 
 #[tokio::test]

@@ -320,3 +320,42 @@ async fn after_a_loss_the_rollup_asks_every_client_to_resync_once() {
         "{snapshot:?}"
     );
 }
+
+#[tokio::test]
+async fn a_deployment_older_than_the_ledger_still_holds_after_its_next_loss() {
+    let redis = RedisServer::start();
+    let conn = RedisConnection::connect(&redis.settings()).await.unwrap();
+    // Before the upgrade: epochs started without a ledger.
+    let old = SessionStore::new(conn.clone(), &settings(75));
+    let p = old
+        .partitioner()
+        .partition_of(&FacilityId::parse("a").unwrap());
+    let t = 1_763_900_000_000;
+    old.sweep(p, t, 10).await.unwrap();
+    // After it: the functions have a ledger, which knows nothing of that epoch...
+    let ledger = Arc::new(MemoryPartitionLedger::new());
+    let store = SessionStore::new(conn, &settings(75)).with_ledger(ledger.clone());
+    let rollup = Rollup::new(
+        store.clone(),
+        Arc::new(MemoryFacilityStore::new()),
+        Arc::new(MemoryQueue::new()),
+        RollupSettings::default(),
+    )
+    .with_ledger(ledger);
+    // ...until the rollup tells it.
+    assert!(rollup.run(t + S).await.errors.is_empty());
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    let l = t + 10 * S;
+    store
+        .apply(p, l, &[heartbeat("s1", "u1", "a", "r", l, false)])
+        .await
+        .unwrap();
+    let off = store
+        .apply(p, l + S, &[heartbeat("s1", "u1", "a", "r", l + S, true)])
+        .await
+        .unwrap();
+    assert!(off.flips.is_empty(), "a loss, so held: {:?}", off.flips);
+}

@@ -11,10 +11,12 @@ changes since the last rollup, never the number of sessions.
 
 ARGV[5]  now, ms
 
-Returns { journal, dirty, stale, reconcile } where journal is a list of JSON strings, dirty and
-stale are lists of { facility, region, status, since_ms, version, online_sessions, rev }, and
-reconcile is 1 when this partition's epoch is past its hold and not yet reconciled with
-DynamoDB (facilities persisted as online that Redis no longer knows must flip offline).
+Returns { journal, dirty, stale, reconcile, has_epoch } where journal is a list of JSON
+strings, dirty and stale are lists of { facility, region, status, since_ms, version,
+online_sessions, rev }, reconcile is 1 when this partition's epoch is past its hold and not yet
+reconciled with DynamoDB (facilities persisted as online that Redis no longer knows must flip
+offline), and has_epoch is 1 when the partition has an epoch (so the partition ledger must
+know of one).
 ]]
 local function state(fac)
   local h = redis.call('HMGET', key('f:' .. fac), 'region', 'status', 'since', 'version', 'rev')
@@ -36,4 +38,4 @@ if redis.call('EXISTS', key('epoch')) == 1 and redis.call('EXISTS', key('reconci
   and tonumber(ARGV[5]) >= tonumber(redis.call('GET', key('hold_until')) or '0') then
   reconcile = 1
 end
-return { journal, dirty, stale, reconcile }
+return { journal, dirty, stale, reconcile, redis.call('EXISTS', key('epoch')) }

@@ -34,6 +34,12 @@ pub trait PartitionLedger: Send + Sync + std::fmt::Debug {
         partition: Partition,
         epoch_ms: i64,
     ) -> Result<EpochStart, LedgerError>;
+
+    /// Makes sure the ledger knows that `partition` has an epoch (one Redis already holds,
+    /// started before the ledger existed, e.g. by a deployment that predates it): without
+    /// it, the partition's next data loss would be taken for a first start. Changes nothing
+    /// when the ledger knows of one already.
+    async fn record_existing(&self, partition: Partition, now_ms: i64) -> Result<(), LedgerError>;
 }
 
 /// The ledger in the facilities table.
@@ -89,6 +95,23 @@ impl PartitionLedger for DynamoPartitionLedger {
             EpochStart::AfterLoss
         })
     }
+
+    async fn record_existing(&self, partition: Partition, now_ms: i64) -> Result<(), LedgerError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("PARTITION#{}", partition.0)))
+            .key("sk", AttributeValue::S("LEDGER".into()))
+            .update_expression(
+                "SET epochs = if_not_exists(epochs, :one), last_epoch_ms = if_not_exists(last_epoch_ms, :at)",
+            )
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":at", AttributeValue::N(now_ms.to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| PortError::from_sdk(&e))
+    }
 }
 
 /// The ledger in memory (the local stack's in-memory tables, tests).
@@ -118,5 +141,12 @@ impl PartitionLedger for MemoryPartitionLedger {
         } else {
             EpochStart::AfterLoss
         })
+    }
+
+    async fn record_existing(&self, partition: Partition, _now_ms: i64) -> Result<(), LedgerError> {
+        let mut epochs = self.epochs.lock().expect("ledger lock");
+        let n = epochs.entry(partition.0).or_default();
+        *n = (*n).max(1);
+        Ok(())
     }
 }

@@ -10,11 +10,13 @@
 use crate::facilities::FacilityStore;
 use crate::flips::publish_flips;
 use crate::ids::FacilityId;
+use crate::ledger::PartitionLedger;
 use crate::protocol::{Delivery, FacilityStatus, PushMessage, Target};
 use crate::queue::PushPublisher;
 use crate::sessions::{FacilityState, Partition, SessionStore, StoreError};
 use futures::StreamExt;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Rollup limits and timings.
@@ -90,6 +92,10 @@ pub struct Rollup {
     facilities: Arc<dyn FacilityStore>,
     publisher: Arc<dyn PushPublisher>,
     settings: RollupSettings,
+    /// Told of the epochs Redis holds, so one started before the ledger existed is known.
+    ledger: Option<Arc<dyn PartitionLedger>>,
+    /// Partitions whose epoch this instance has told the ledger of already.
+    recorded: Arc<Mutex<HashSet<u16>>>,
 }
 
 impl std::fmt::Debug for Rollup {
@@ -113,6 +119,30 @@ impl Rollup {
             facilities,
             publisher,
             settings,
+            ledger: None,
+            recorded: Arc::default(),
+        }
+    }
+
+    /// Tells `ledger`, once per partition and instance, of the epochs Redis holds: a
+    /// deployment that predates the ledger then has its next data loss taken for one.
+    pub fn with_ledger(mut self, ledger: Arc<dyn PartitionLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    async fn record_epoch(&self, p: Partition, now_ms: i64) {
+        let Some(ledger) = &self.ledger else { return };
+        if self.recorded.lock().expect("recorded lock").contains(&p.0) {
+            return;
+        }
+        match ledger.record_existing(p, now_ms).await {
+            Ok(()) => {
+                self.recorded.lock().expect("recorded lock").insert(p.0);
+            }
+            Err(e) => {
+                tracing::warn!(partition = p.0, error = %e, "epoch not recorded in the ledger; next run retries")
+            }
         }
     }
 
@@ -238,6 +268,9 @@ impl Rollup {
             };
             if round == 0 && collected.needs_reconcile {
                 report.needs_reconcile.push(p);
+            }
+            if round == 0 && collected.has_epoch {
+                self.record_epoch(p, now_ms).await;
             }
 
             // History first: if it fails, the journal stays for the next run.

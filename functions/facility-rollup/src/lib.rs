@@ -6,6 +6,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use presence::aws::{SdkConfig, WarmUp};
 use presence::config::{ConfigError, Env};
 use presence::facilities::{DynamoFacilityStore, FacilityStore};
+use presence::ledger::{DynamoPartitionLedger, PartitionLedger};
 use presence::queue::{PushPublisher, SqsQueue};
 use presence::rollup::{Rollup, RollupReport, RollupSettings};
 use presence::sessions::{RedisConnection, SessionStore};
@@ -57,6 +58,8 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
         Call::dynamodb("GetItem", Table("FACILITIES_TABLE")),
         // Facilities stored as online in a partition, to reconcile after a Redis data loss.
         Call::dynamodb("Query", Index("FACILITIES_TABLE", "by-partition")),
+        // Tells the partition ledger of the epochs Redis holds (once per partition and instance).
+        Call::dynamodb("UpdateItem", Table("FACILITIES_TABLE")),
     ]
 };
 
@@ -67,6 +70,8 @@ pub struct Ports {
     pub push: Arc<dyn PushPublisher>,
     /// The facilities table.
     pub facilities: Arc<dyn FacilityStore>,
+    /// The partition ledger (in the facilities table), told of the epochs Redis holds.
+    pub ledger: Arc<dyn PartitionLedger>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -88,6 +93,7 @@ pub fn service(config: &Config, redis: RedisConnection, ports: &Ports) -> Rollup
         ports.push.clone(),
         settings,
     )
+    .with_ledger(ports.ledger.clone())
 }
 
 /// The ports in AWS: the push queue and the facilities table (history kept for
@@ -102,6 +108,10 @@ pub fn aws_ports(config: &Config, sdk: &SdkConfig) -> Ports {
             aws_sdk_dynamodb::Client::new(sdk),
             config.pipeline.facilities_table.clone(),
             config.history_retention,
+        )),
+        ledger: Arc::new(DynamoPartitionLedger::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            config.pipeline.facilities_table.clone(),
         )),
     }
 }

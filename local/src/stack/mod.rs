@@ -267,6 +267,7 @@ impl LocalStack {
         let rollup_ports = facility_rollup::Ports {
             push: push.clone(),
             facilities: tables.facilities.clone(),
+            ledger: tables.ledger.clone(),
         };
         let rollup = facility_rollup::service(&settings.rollup, redis, &rollup_ports);
         tasks.push(every(settings.rollup_period, move || {

@@ -179,6 +179,8 @@ pub struct Collected {
     /// The partition's data is new or was lost, its hold is over, and it has not been
     /// reconciled with what DynamoDB holds yet.
     pub needs_reconcile: bool,
+    /// The partition has an epoch (its data began, or began again, in Redis).
+    pub has_epoch: bool,
 }
 
 /// A session as stored (diagnostics and tests).

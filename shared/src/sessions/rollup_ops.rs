@@ -48,7 +48,8 @@ impl SessionStore {
             .arg(now_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let [journal, dirty, stale, reconcile] = take_array::<4>("rollup_collect", reply)?;
+        let [journal, dirty, stale, reconcile, has_epoch] =
+            take_array::<5>("rollup_collect", reply)?;
         let raw = as_array("rollup_collect", journal)?;
         let mut entries = Vec::with_capacity(raw.len());
         for v in &raw {
@@ -67,6 +68,7 @@ impl SessionStore {
             dirty: parse_states(dirty)?,
             stale_unpublished: parse_states(stale)?,
             needs_reconcile: as_int("rollup_collect", &reconcile)? == 1,
+            has_epoch: as_int("rollup_collect", &has_epoch)? == 1,
         })
     }
 
