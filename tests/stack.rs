@@ -151,3 +151,102 @@ async fn a_token_not_valid_yet_is_refused_like_an_expired_one() {
     let _ = socket.next().await;
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_malformed_local_setting_stops_the_start_naming_it() {
+    for (name, value) in [
+        ("WS_DROP_DISCONNECT_RATE", "1.5"),
+        ("WS_DROP_DISCONNECT_RATE", "often"),
+        ("SESSION_TTL_SECONDS", "0"),
+    ] {
+        let err = LocalStack::start(&Env::from_pairs([(name, value)]), options())
+            .await
+            .expect_err("a malformed setting must stop the start");
+        assert!(err.to_string().contains(name), "{name}={value}: {err}");
+    }
+}
+
+/// The next `facility.status` frame for `facility` on `ws`, within `within`.
+async fn status_of(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    facility: &str,
+    within: std::time::Duration,
+) -> Option<String> {
+    let until = tokio::time::Instant::now() + within;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, ws.next()).await {
+        let Ok(text) = m.into_text() else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if v["type"] == "facility.status" && v["facility_id"] == facility {
+            return v["status"].as_str().map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// API Gateway may never deliver `$disconnect`: with every one dropped, a browser that
+/// vanishes (no close frame, no `$disconnect`) still goes offline within the TTL + 2 s. (The
+/// TTL is above the sweeper's longest pause, 5 s, as any real TTL is.)
+#[tokio::test]
+async fn a_vanished_browser_goes_offline_in_time_without_any_disconnect() {
+    const TTL_S: u64 = 6;
+    let env = Env::from_pairs([
+        ("SESSION_TTL_SECONDS", TTL_S.to_string()),
+        ("HEARTBEAT_INTERVAL_SECONDS", "2".to_owned()),
+        ("WS_DROP_DISCONNECT_RATE", "1".to_owned()),
+        ("EXPIRY_SCHEDULE_SECONDS", "30".to_owned()),
+    ]);
+    let stack = LocalStack::start(&env, options()).await.unwrap();
+    let token = |user: &str, facility: &str| {
+        let now = presence::now_ms() / 1000;
+        let claims = serde_json::json!({"sub": user, "facility": facility,
+            "region": "trondelag", "exp": now + 3600});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(DEV_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let url = stack.ws.websocket_url();
+    let (mut watcher, _) = tokio_tungstenite::connect_async(format!(
+        "{url}?token={}",
+        token("nurse-ann", "st-olav-icu")
+    ))
+    .await
+    .unwrap();
+    // The browser's socket carries its session; it never heartbeats again, then vanishes.
+    let (browser, _) = tokio_tungstenite::connect_async(format!(
+        "{url}?token={}&session_id=tab-vanishing",
+        token("doctor-bo", "st-olav-er")
+    ))
+    .await
+    .unwrap();
+    let online = status_of(
+        &mut watcher,
+        "st-olav-er",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(online.as_deref(), Some("online"));
+    let vanished = std::time::Instant::now();
+    drop(browser); // the TCP connection ends: no close frame, and no $disconnect is delivered
+    let bound = std::time::Duration::from_secs(TTL_S + 2);
+    let offline = status_of(&mut watcher, "st-olav-er", bound).await;
+    assert_eq!(
+        offline.as_deref(),
+        Some("offline"),
+        "not offline within {bound:?} of vanishing"
+    );
+    let took = vanished.elapsed();
+    println!("offline {} ms after the browser vanished", took.as_millis());
+    // Not before the session's deadline: nothing told the hub the socket was gone.
+    assert!(
+        took >= std::time::Duration::from_secs(TTL_S - 1),
+        "offline after {took:?}: was a $disconnect delivered?"
+    );
+    stack.shutdown().await;
+}

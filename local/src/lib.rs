@@ -42,7 +42,8 @@
 //!   template's two-way `$default` route does); otherwise it is discarded, as in API Gateway.
 //! - `$default` is invoked sequentially per connection, in arrival order; API Gateway gives no
 //!   ordering guarantee. Messages received before a close are delivered before `$disconnect`.
-//! - `$disconnect` is always invoked (API Gateway: best effort).
+//! - `$disconnect` is always invoked (API Gateway: best effort), unless
+//!   [`WebSocketApiConfig::drop_disconnect_rate`] drops a share of them on purpose.
 //! - Close codes chosen by the server (API Gateway documents few of its own, so these are the
 //!   standard codes for each cause): 1001 "Going away" for the idle timeout, the maximum
 //!   connection duration and [`LocalWebSocketApi::shutdown`]; 1000 for `DeleteConnection`; 1009
@@ -148,6 +149,10 @@ pub struct WebSocketApiConfig {
     /// Whether `$default` has a route response (two-way communication): the integration's
     /// response body is then sent back to the client. Default false, as in API Gateway.
     pub default_route_response: bool,
+    /// The share of `$disconnect` events that are not delivered, 0 to 1 (default 0): API
+    /// Gateway documents `$disconnect` as best effort, so whatever relies on it must also
+    /// work without it (`WS_DROP_DISCONNECT_RATE` in the local stack).
+    pub drop_disconnect_rate: f64,
 }
 
 impl Default for WebSocketApiConfig {
@@ -159,6 +164,7 @@ impl Default for WebSocketApiConfig {
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection: Duration::from_secs(2 * 60 * 60),
             default_route_response: false,
+            drop_disconnect_rate: 0.0,
         }
     }
 }

@@ -14,6 +14,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Sender<bool>,
     /// Accepted connections whose `$disconnect` has not returned yet.
     pub(crate) live: watch::Sender<usize>,
+    /// Decides which `$disconnect` events are dropped (`drop_disconnect_rate`).
+    pub(crate) dice: Mutex<crate::rng::Rng>,
 }
 
 impl Shared {
@@ -34,6 +36,12 @@ impl Shared {
             connections: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
             live: watch::Sender::new(0),
+            dice: Mutex::new(crate::rng::Rng::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1),
+            )),
         })
     }
 
@@ -82,6 +90,18 @@ impl Shared {
     }
 
     pub(crate) async fn disconnect(&self, info: &ConnectionInfo, code: u16, reason: &str) {
+        let rate = self.config.drop_disconnect_rate;
+        if rate > 0.0 {
+            let roll = self
+                .dice
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unit();
+            if roll < rate {
+                tracing::debug!(connection = %info.id, "$disconnect dropped (best effort, as in API Gateway)");
+                return;
+            }
+        }
         let event = self.events.disconnect(info, code, reason);
         self.invoke(Route::Disconnect, event).await;
     }

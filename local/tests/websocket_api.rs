@@ -762,3 +762,28 @@ async fn default_route_responses_reach_the_client_only_when_configured() {
         api.shutdown().await;
     }
 }
+
+/// API Gateway delivers `$disconnect` on a best-effort basis; the local API drops the share
+/// `drop_disconnect_rate` of them on purpose, and still forgets the connection.
+#[tokio::test]
+async fn a_dropped_disconnect_is_never_delivered_but_the_connection_is_gone() {
+    for (rate, expected) in [(1.0, 0), (0.0, 1)] {
+        let (api, recorder) = start(WebSocketApiConfig {
+            drop_disconnect_rate: rate,
+            ..WebSocketApiConfig::default()
+        })
+        .await;
+        let mut ws = connect(&api, "token=ok").await;
+        let id = recorder.last_connection_id();
+        ws.close(None).await.unwrap();
+        drain(&mut ws).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            recorder.of(Route::Disconnect, &id).len(),
+            expected,
+            "rate {rate}"
+        );
+        assert!(api.connection_ids().is_empty(), "rate {rate}");
+        api.shutdown().await;
+    }
+}

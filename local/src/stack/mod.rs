@@ -183,6 +183,7 @@ impl LocalStack {
         let ws_config = HubRoutes::api_config(WebSocketApiConfig {
             idle_timeout: probe.ws_idle_timeout,
             max_connection: probe.ws_max_connection,
+            drop_disconnect_rate: probe.ws_drop_disconnect_rate,
             ..base
         });
         let ws = LocalWebSocketApi::start(ws_addr, ws_config, routes.clone())

@@ -29,6 +29,9 @@ pub struct LocalSettings {
     /// `WS_IDLE_TIMEOUT_SECONDS` (600) and `WS_MAX_CONNECTION_SECONDS` (7200): API Gateway's.
     pub ws_idle_timeout: Duration,
     pub ws_max_connection: Duration,
+    /// `WS_DROP_DISCONNECT_RATE` (0, 0 to 1): the share of `$disconnect` events the local
+    /// WebSocket API drops, as API Gateway may (it delivers them on a best-effort basis).
+    pub ws_drop_disconnect_rate: f64,
     /// The environment the functions' configurations were read from (stand-ins included).
     pub env: Env,
 }
@@ -42,6 +45,19 @@ pub struct StandIns {
     pub management_endpoint: String,
     /// Where the local queues say they are (they live in-process).
     pub queue_base_url: String,
+}
+
+/// A share from 0 to 1 (default 0).
+fn share(env: &Env, name: &'static str) -> Result<f64, ConfigError> {
+    let v: f64 = env.parse_or(name, 0.0)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError::Malformed {
+            name,
+            reason: format!("{v} is outside 0 to 1"),
+        })
+    }
 }
 
 impl LocalSettings {
@@ -84,6 +100,7 @@ impl LocalSettings {
             rollup_period: local.seconds_or("ROLLUP_SCHEDULE_SECONDS", 60, 1..=3600)?,
             ws_idle_timeout: local.seconds_or("WS_IDLE_TIMEOUT_SECONDS", 600, 1..=7200)?,
             ws_max_connection: local.seconds_or("WS_MAX_CONNECTION_SECONDS", 7200, 1..=86_400)?,
+            ws_drop_disconnect_rate: share(&local, "WS_DROP_DISCONNECT_RATE")?,
             env: local,
         })
     }
