@@ -118,6 +118,7 @@ async fn the_engine_runs_on_a_three_master_cluster() {
         heartbeat_interval: Duration::from_secs(30),
         partitions: 16,
         loss_hold: Duration::ZERO,
+        disconnect_grace: Duration::from_secs(10),
     };
     let store = SessionStore::new(conn, &sessions);
     let partitioner = store.partitioner();

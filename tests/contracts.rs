@@ -25,6 +25,7 @@ fn conn(id: &str, user: &str, facility: &str, region: &str) -> Connection {
         region: RegionId::parse(region).unwrap(),
         session_id: Some(SessionId::parse("tab").unwrap()),
         connected_ms: 1_763_900_000_000,
+        hidden: false,
     }
 }
 

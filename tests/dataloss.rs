@@ -50,6 +50,7 @@ async fn a_wiped_redis_holds_offline_flips_and_keeps_versions_growing() {
         heartbeat_interval: Duration::from_secs(30),
         partitions: 1,
         loss_hold: Duration::from_secs(75),
+        disconnect_grace: Duration::from_secs(10),
     };
     let store = SessionStore::new(
         RedisConnection::connect(&redis.settings()).await.unwrap(),
@@ -215,6 +216,7 @@ fn settings(hold_s: u64) -> SessionSettings {
         heartbeat_interval: Duration::from_secs(30),
         partitions: 1,
         loss_hold: Duration::from_secs(hold_s),
+        disconnect_grace: Duration::from_secs(10),
     }
 }
 

@@ -25,6 +25,16 @@ struct Stack {
     registry: DynamoConnectionRegistry,
     _redis: RedisServer,
     _pumps: Vec<SqsPump>,
+    _sweeper: AbortOnDrop,
+}
+
+/// A task stopped when the stack is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn stack(config: WebSocketApiConfig) -> Stack {
@@ -46,7 +56,8 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
         &redis,
         SECRET,
         api.management_endpoint(),
-        &[("PARTITIONS", "4")],
+        // A short grace, so a closed socket's session goes offline within the tests' waits.
+        &[("PARTITIONS", "4"), ("DISCONNECT_GRACE_SECONDS", "1")],
     );
     let settings = HubSettings {
         frame_burst: burst,
@@ -77,12 +88,28 @@ async fn stack_limited(config: WebSocketApiConfig, burst: u32, per_second: f64) 
         let hub = push_hub.clone();
         async move { ws_push::handle(&hub, event, presence::now_ms()).await }
     });
+    // The sweeper, as its schedule would run it (more often).
+    let expiry_config = session_expiry::Config::from_env(&env).unwrap();
+    let sweeper = session_expiry::service(
+        &expiry_config,
+        presence::sessions::RedisConnection::connect(&expiry_config.pipeline.redis)
+            .await
+            .unwrap(),
+        &expiry_config.pipeline.session_ports(&clients.sdk),
+    );
+    let sweeping = tokio::spawn(async move {
+        loop {
+            sweeper.run(&presence::now_ms, Duration::ZERO).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
     Stack {
         api,
         hub,
         registry: DynamoConnectionRegistry::new(clients.ddb, resources.connections),
         _redis: redis,
         _pumps: vec![consumer_pump, push_pump],
+        _sweeper: AbortOnDrop(sweeping),
     }
 }
 
@@ -362,18 +389,13 @@ async fn a_flip_reaches_the_regions_sockets_as_a_status_event() {
         (Some("er"), Some("online"), Some(1))
     );
 
-    // a heartbeat over the socket goes through the queue and the consumer
+    // a heartbeat frame is one-way: applied to Redis directly, nothing comes back
     let mut dee = connect(&s, "dee", "lab", "north", None).await;
     send(
         &mut dee,
         json!({"action":"heartbeat","session_id":"tab-d","ref":"h"}),
     )
     .await;
-    let ack = expect(&mut dee, "heartbeat").await;
-    assert_eq!(
-        (ack["interval_s"].as_u64(), ack["ref"].as_str()),
-        (Some(30), Some("h"))
-    );
     let e = expect(&mut watcher, "facility.status").await;
     assert_eq!(
         (e["facility_id"].as_str(), e["status"].as_str()),
@@ -386,9 +408,15 @@ async fn a_flip_reaches_the_regions_sockets_as_a_status_event() {
             .all(|m| m["type"] != "facility.status"),
         "another region saw it"
     );
+    let back = quiet(&mut dee, Duration::from_millis(300)).await;
+    assert!(
+        back.iter().all(|m| m["type"] == "facility.status"),
+        "a heartbeat frame got an answer: {back:?}"
+    );
 
     send(&mut watcher, json!({"action":"snapshot","ref":1})).await;
     let snap = expect(&mut watcher, "snapshot").await;
+    assert_eq!(snap["interval_s"], 60, "the snapshot tells the heartbeat interval");
     let ids: Vec<_> = snap["facilities"]
         .as_array()
         .unwrap()
@@ -420,7 +448,7 @@ async fn vanished_and_stale_connections_are_cleaned_up() {
     assert_eq!(
         (e["facility_id"].as_str(), e["status"].as_str()),
         (Some("er"), Some("offline")),
-        "its session ended with the socket"
+        "its session ended a grace after the socket"
     );
 
     // a connection API Gateway no longer knows (a missed $disconnect): the first push deletes it
@@ -431,12 +459,14 @@ async fn vanished_and_stale_connections_are_cleaned_up() {
         region: RegionId::parse("north").unwrap(),
         session_id: None,
         connected_ms: presence::now_ms() - 60_000,
+        hidden: false,
     };
     s.registry.register(&stale).await.unwrap();
     // one still connecting: API Gateway answers 410 until its $connect finishes
     let connecting = Connection {
         id: "YoungConnId0=".into(),
         connected_ms: presence::now_ms(),
+        hidden: false,
         ..stale.clone()
     };
     s.registry.register(&connecting).await.unwrap();
@@ -638,4 +668,121 @@ async fn clients_leaving_at_any_moment_leave_nothing_behind() {
         "{} connections left registered: {left:?}",
         left.len()
     );
+}
+
+/// A browser's leader tab closes and another tab of it takes the session over on its own
+/// socket: the facility never shows offline. When the last socket closes, the session goes
+/// offline a grace (1 s here) later; a `heartbeat` frame without a session is an error posted
+/// back (its route is one-way).
+#[tokio::test]
+async fn a_new_leader_tab_takes_the_session_over_without_a_flap() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut watcher = connect(&s, "ann", "icu", "north", None).await;
+    let leader = connect(&s, "bo", "er", "north", Some("browser-1")).await;
+    let e = expect(&mut watcher, "facility.status").await;
+    assert_eq!((e["facility_id"].as_str(), e["status"].as_str()), (Some("er"), Some("online")));
+
+    let mut other_tab = connect(&s, "bo", "er", "north", None).await;
+    send(&mut other_tab, json!({"action":"heartbeat"})).await;
+    let e = expect(&mut other_tab, "error").await;
+    assert_eq!((e["code"].as_str(), e["action"].as_str()), (Some("bad_request"), Some("heartbeat")));
+
+    // the old leader goes; the other tab takes over at once, as the client does
+    drop(leader);
+    send(&mut other_tab, json!({"action":"heartbeat","session_id":"browser-1"})).await;
+    let seen = quiet(&mut watcher, Duration::from_millis(3000)).await;
+    assert!(
+        seen.iter().all(|m| m["type"] != "facility.status"),
+        "the facility flapped during the leader change: {seen:?}"
+    );
+    let bound = s.registry.user_connections(&UserId::parse("bo").unwrap()).await.unwrap();
+    assert_eq!(bound.len(), 1, "the old leader's connection is gone");
+    assert_eq!(
+        s.registry.get(&bound[0]).await.unwrap().unwrap().session_id.map(|s| s.to_string()),
+        Some("browser-1".to_owned()),
+        "the new leader's socket carries the session"
+    );
+
+    // the last tab closes: offline about a grace later, at the close plus the grace
+    let closed_ms = presence::now_ms();
+    drop(other_tab);
+    let e = expect(&mut watcher, "facility.status").await;
+    assert_eq!((e["facility_id"].as_str(), e["status"].as_str()), (Some("er"), Some("offline")));
+    let since = e["since_ms"].as_i64().unwrap();
+    assert!(
+        (closed_ms..closed_ms + 2_000).contains(&since),
+        "offline since {since}, closed at {closed_ms}"
+    );
+}
+
+/// A hidden page's socket gets no region status events but its own facility's; shown again,
+/// it gets them again.
+#[tokio::test]
+async fn a_hidden_socket_gets_only_its_own_facilitys_events() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut hidden = connect(&s, "ann", "icu", "north", None).await;
+    let mut visible = connect(&s, "cy", "lab", "north", None).await;
+    send(&mut hidden, json!({"action":"visibility","visible":false})).await;
+    let answered = quiet(&mut hidden, Duration::from_millis(300)).await;
+    assert!(answered.is_empty(), "a visibility frame got {answered:?}");
+    wait_until("the connection to be marked hidden", || async {
+        let ids = s.registry.user_connections(&UserId::parse("ann").unwrap()).await.unwrap();
+        s.registry.get(&ids[0]).await.unwrap().is_some_and(|c| c.hidden)
+    })
+    .await;
+
+    let _er = connect(&s, "bo", "er", "north", Some("tab-er")).await;
+    let e = expect(&mut visible, "facility.status").await;
+    assert_eq!(e["facility_id"], "er");
+    let got = quiet(&mut hidden, Duration::from_millis(500)).await;
+    assert!(got.is_empty(), "a hidden socket got {got:?}");
+
+    // its own facility's events still flow
+    let _icu = connect(&s, "dee", "icu", "north", Some("tab-icu")).await;
+    let e = expect(&mut hidden, "facility.status").await;
+    assert_eq!(e["facility_id"], "icu");
+
+    // shown again: region events flow again
+    send(&mut hidden, json!({"action":"visibility","visible":true})).await;
+    wait_until("the connection to be marked visible", || async {
+        let ids = s.registry.user_connections(&UserId::parse("ann").unwrap()).await.unwrap();
+        s.registry.get(&ids[0]).await.unwrap().is_some_and(|c| !c.hidden)
+    })
+    .await;
+    let _depot = connect(&s, "eve", "depot", "north", Some("tab-depot")).await;
+    let e = expect(&mut hidden, "facility.status").await;
+    assert_eq!(e["facility_id"], "depot");
+    // nothing was answered to the visibility frames themselves
+    send(&mut hidden, json!({"action":"ping","ref":"p"})).await;
+    assert_eq!(expect(&mut hidden, "pong").await["ref"], "p");
+}
+
+/// Forty facilities of a region flip within a moment: the watcher gets a few frames, not
+/// forty, and ends at every facility's final state (versions order everything).
+#[tokio::test]
+async fn a_burst_of_flips_in_a_region_is_coalesced_into_few_frames() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut watcher = connect(&s, "ann", "icu", "north", None).await;
+    let mut sockets = Vec::new();
+    for i in 0..40 {
+        sockets.push(connect(&s, &format!("u{i}"), &format!("f{i:02}"), "north", Some(&format!("t{i}"))).await);
+    }
+    let mut frames = 0;
+    let mut online = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while online.len() < 40 && tokio::time::Instant::now() < deadline {
+        let Some(m) = next(&mut watcher, Duration::from_secs(3)).await else { break };
+        let statuses = match m["type"].as_str() {
+            Some("facility.status") => vec![m.clone()],
+            Some("facility.statuses") => m["statuses"].as_array().unwrap().clone(),
+            _ => continue,
+        };
+        frames += 1;
+        for st in statuses {
+            online.insert(st["facility_id"].as_str().unwrap().to_owned(), st["status"].clone());
+        }
+    }
+    assert_eq!(online.len(), 40, "every facility reached the watcher");
+    assert!(online.values().all(|v| v == "online"));
+    assert!(frames <= 15, "{frames} frames for 40 flips");
 }

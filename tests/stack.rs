@@ -180,8 +180,12 @@ async fn status_of(
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
             continue;
         };
-        if v["type"] == "facility.status" && v["facility_id"] == facility {
-            return v["status"].as_str().map(str::to_owned);
+        if let Some(st) = presence::protocol::statuses_in(&v)
+            .into_iter()
+            .rev()
+            .find(|st| st["facility_id"] == facility)
+        {
+            return st["status"].as_str().map(str::to_owned);
         }
     }
     None

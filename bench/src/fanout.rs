@@ -319,11 +319,9 @@ pub async fn run(options: &Options, report: &mut Report, progress: &Progress) ->
         ("CONNECTIONS_TABLE", "bench-connections".to_owned()),
         ("FACILITIES_TABLE", "bench-facilities".to_owned()),
         ("WEBSOCKET_ENDPOINT", api.management_endpoint()),
-        (
-            "HEARTBEAT_QUEUE_URL",
-            "http://127.0.0.1:1/heartbeats".to_owned(),
-        ),
         ("PUSH_QUEUE_URL", "http://127.0.0.1:1/push".to_owned()),
+        // One event's fan-out is measured: no coalescing window between the pushes.
+        ("STATUS_COALESCE_MS", "0".to_owned()),
     ]))?;
     let hub = Hub::new(
         &config,
@@ -331,7 +329,6 @@ pub async fn run(options: &Options, report: &mut Report, progress: &Progress) ->
         HubPorts {
             registry: registry.clone(),
             gateway: gateway.clone(),
-            heartbeats: Arc::new(MemoryQueue::new()),
             sessions: SessionPorts {
                 push: Arc::new(MemoryQueue::new()),
                 ledger: Arc::new(MemoryPartitionLedger::new()),
@@ -437,6 +434,7 @@ async fn measure(
                     // Connected an hour ago: a stale connection is an old one (the hub
                     // skips a 410 from a connection still connecting).
                     connected_ms: presence::now_ms() - 3_600_000,
+                    hidden: false,
                 })
                 .await?;
         }

@@ -170,18 +170,17 @@ async fn measure(
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
                     continue;
                 };
-                if v["type"] != "facility.status" {
-                    continue;
+                for v in presence::protocol::statuses_in(&v) {
+                    let key = (
+                        v["facility_id"].as_str().unwrap_or_default().to_owned(),
+                        v["status"].as_str().unwrap_or_default().to_owned(),
+                    );
+                    let since_ms = v["since_ms"].as_i64().unwrap_or_default();
+                    seen.lock()
+                        .expect("seen lock")
+                        .entry(key)
+                        .or_insert(Seen { since_ms, recv_us });
                 }
-                let key = (
-                    v["facility_id"].as_str().unwrap_or_default().to_owned(),
-                    v["status"].as_str().unwrap_or_default().to_owned(),
-                );
-                let since_ms = v["since_ms"].as_i64().unwrap_or_default();
-                seen.lock()
-                    .expect("seen lock")
-                    .entry(key)
-                    .or_insert(Seen { since_ms, recv_us });
             }
         }));
     }

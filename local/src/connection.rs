@@ -4,9 +4,9 @@
 //! - the *connection task* ([`run`]) reads frames and watches the timers and close requests;
 //! - the *writer* owns the sending half, fed by the bounded outbox the management API posts to,
 //!   so a slow client delays only its own writer (and eventually fills its outbox → 429);
-//! - the *dispatcher* invokes `$default` for each data message, one at a time and in order,
-//!   while the connection task keeps reading (so pings and the idle timer stay live even while a
-//!   handler is slow).
+//! - the *dispatcher* invokes the selected route (`$default` or a one-way custom route) for
+//!   each data message, one at a time and in order, while the connection task keeps reading (so
+//!   pings and the idle timer stay live even while a handler is slow).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -151,8 +151,14 @@ pub(crate) async fn run(shared: Arc<Shared>, accepted: Accepted, socket: WebSock
                         .last_active_ms
                         .store(crate::ids::now_ms(), Ordering::Relaxed);
                     let inbound = match message {
-                        Message::Text(text) => Inbound::Text(text.as_str().to_owned()),
-                        Message::Binary(bytes) => Inbound::Binary(bytes.to_vec()),
+                        Message::Text(text) => {
+                            shared.meter.message(text.len());
+                            Inbound::Text(text.as_str().to_owned())
+                        }
+                        Message::Binary(bytes) => {
+                            shared.meter.message(bytes.len());
+                            Inbound::Binary(bytes.to_vec())
+                        }
                         // Control frames only count as activity; tungstenite answers pings.
                         Message::Ping(_) | Message::Pong(_) => continue,
                         Message::Close(frame) => break client_closed(frame),
@@ -345,9 +351,37 @@ async fn write_loop(
     }
 }
 
-/// Invokes `$default` for each data message, in arrival order, one at a time. With a route
-/// response on `$default` (two-way communication), the integration's response body goes back
-/// to the client as a frame, as API Gateway does; without one it is discarded.
+/// The route a data message goes to, as API Gateway's route selection expression
+/// `$request.body.action` picks it: a one-way custom route when the message is a JSON object
+/// whose `action` is a string equal to its key, `$default` otherwise.
+pub(crate) fn select_route(one_way_routes: &[String], inbound: &Inbound) -> Route {
+    /// Only `action` is read; the other members are skipped without being kept.
+    #[derive(serde::Deserialize)]
+    struct Selection {
+        action: Option<serde_json::Value>,
+    }
+    let Inbound::Text(text) = inbound else {
+        return Route::Default;
+    };
+    if one_way_routes.is_empty() {
+        return Route::Default;
+    }
+    // Only an object: serde would also read a struct from an array (`["heartbeat"]`).
+    if !text.trim_start().starts_with('{') {
+        return Route::Default;
+    }
+    match serde_json::from_str::<Selection>(text) {
+        Ok(Selection {
+            action: Some(serde_json::Value::String(action)),
+        }) if one_way_routes.contains(&action) => Route::Custom(action),
+        _ => Route::Default,
+    }
+}
+
+/// Invokes the selected route for each data message, in arrival order, one at a time. With a
+/// route response on `$default` (two-way communication), the integration's response body goes
+/// back to the client as a frame, as API Gateway does; without one it is discarded, and so is
+/// every one-way custom route's.
 async fn dispatch_loop(
     shared: Arc<Shared>,
     connection: Arc<Connection>,
@@ -355,28 +389,89 @@ async fn dispatch_loop(
 ) {
     let info = &connection.info;
     while let Some(message) = inbound.recv().await {
-        let event = shared.events.message(info, message);
-        let response = shared.invoke(Route::Default, event).await;
+        let route = select_route(&shared.config.one_way_routes, &message);
+        let two_way = route == Route::Default && shared.config.default_route_response;
+        let event = shared.events.message(info, &route, message);
+        let route_key = route.route_key().to_owned();
+        let response = shared.invoke(route, event).await;
         if !(200..300).contains(&response.status_code) {
             debug!(
                 connection_id = %info.id,
+                route = %route_key,
                 status = response.status_code,
-                "$default returned a non-2xx status"
+                "a message route returned a non-2xx status"
             );
         }
-        if !shared.config.default_route_response {
+        if !two_way {
             continue;
         }
-        let frame = match response.body {
-            Some(Body::Text(text)) if !text.is_empty() => Message::Text(Utf8Bytes::from(text)),
-            Some(Body::Binary(bytes)) if !bytes.is_empty() => Message::Binary(bytes.into()),
+        let (frame, bytes) = match response.body {
+            Some(Body::Text(text)) if !text.is_empty() => {
+                let bytes = text.len();
+                (Message::Text(Utf8Bytes::from(text)), bytes)
+            }
+            Some(Body::Binary(bytes)) if !bytes.is_empty() => {
+                let len = bytes.len();
+                (Message::Binary(bytes.into()), len)
+            }
             _ => continue,
         };
         // The same outbox as posted frames, so the client sees them in the order they were
         // produced; a client that does not read loses the route response, as a post would
         // get 429.
-        if let Err(error) = connection.outbox.try_send(frame) {
-            warn!(connection_id = %info.id, %error, "route response not delivered");
+        match connection.outbox.try_send(frame) {
+            Ok(()) => shared.meter.message(bytes),
+            Err(error) => {
+                warn!(connection_id = %info.id, %error, "route response not delivered");
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_selection_follows_the_action_of_a_json_object() {
+        let keys = vec!["heartbeat".to_owned(), "visibility".to_owned()];
+        let text = |s: &str| Inbound::Text(s.to_owned());
+        let custom = |k: &str| Route::Custom(k.to_owned());
+        assert_eq!(
+            select_route(&keys, &text(r#"{"action":"heartbeat","session_id":"s"}"#)),
+            custom("heartbeat")
+        );
+        assert_eq!(
+            select_route(
+                &keys,
+                &text(r#" {"ref":1,"data":{"action":"x"},"action":"visibility"}"#)
+            ),
+            custom("visibility")
+        );
+        for other in [
+            r#"{"action":"ping"}"#,
+            r#"{"action":"Heartbeat"}"#,
+            r#"{"action":["heartbeat"]}"#,
+            r#"{"action":null}"#,
+            r#"{"data":{"action":"heartbeat"}}"#,
+            r#"["heartbeat"]"#,
+            r#""heartbeat""#,
+            r#"{"action":"heartbeat""#,
+            "heartbeat",
+            "",
+        ] {
+            assert_eq!(select_route(&keys, &text(other)), Route::Default, "{other}");
+        }
+        assert_eq!(
+            select_route(
+                &keys,
+                &Inbound::Binary(br#"{"action":"heartbeat"}"#.to_vec())
+            ),
+            Route::Default
+        );
+        assert_eq!(
+            select_route(&[], &text(r#"{"action":"heartbeat"}"#)),
+            Route::Default
+        );
     }
 }

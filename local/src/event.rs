@@ -50,7 +50,7 @@ impl EventFactory {
         request_headers: &HeaderMap,
         query: Option<&str>,
     ) -> ApiGatewayWebsocketProxyRequest {
-        let mut event = self.base(conn, Route::Connect);
+        let mut event = self.base(conn, &Route::Connect);
         let mut headers = request_headers.clone();
         // API Gateway sits behind a load balancer and adds these; handlers read the client
         // address from X-Forwarded-For, so provide them when the client did not.
@@ -65,14 +65,15 @@ impl EventFactory {
         event
     }
 
-    /// `$default`: one data message. Text goes as is; binary goes base64-encoded with
-    /// `isBase64Encoded: true`, like API Gateway does.
+    /// `$default` or a custom route: one data message. Text goes as is; binary goes
+    /// base64-encoded with `isBase64Encoded: true`, like API Gateway does.
     pub(crate) fn message(
         &self,
         conn: &ConnectionInfo,
+        route: &Route,
         inbound: Inbound,
     ) -> ApiGatewayWebsocketProxyRequest {
-        let mut event = self.base(conn, Route::Default);
+        let mut event = self.base(conn, route);
         event.request_context.message_id = Some(new_id());
         match inbound {
             Inbound::Text(text) => {
@@ -95,7 +96,7 @@ impl EventFactory {
         status_code: u16,
         reason: &str,
     ) -> ApiGatewayWebsocketProxyRequest {
-        let mut event = self.base(conn, Route::Disconnect);
+        let mut event = self.base(conn, &Route::Disconnect);
         let mut headers = HeaderMap::new();
         insert_if_absent(&mut headers, "host", &self.domain_name);
         insert_if_absent(&mut headers, "x-forwarded-for", &conn.source_ip);
@@ -106,7 +107,7 @@ impl EventFactory {
         event
     }
 
-    fn base(&self, conn: &ConnectionInfo, route: Route) -> ApiGatewayWebsocketProxyRequest {
+    fn base(&self, conn: &ConnectionInfo, route: &Route) -> ApiGatewayWebsocketProxyRequest {
         let now = now_ms();
         let request_id = new_id();
         let mut event = ApiGatewayWebsocketProxyRequest::default();
@@ -212,13 +213,24 @@ mod tests {
         assert_eq!(back.query_string_parameters.first("token"), Some("t"));
         assert_eq!(back.query_string_parameters.first("session_id"), Some("s1"));
 
-        let message = factory().message(&conn(), Inbound::Binary(vec![1, 2, 3]));
+        let message = factory().message(&conn(), &Route::Default, Inbound::Binary(vec![1, 2, 3]));
         let json = serde_json::to_value(&message).unwrap();
         assert_eq!(json["requestContext"]["routeKey"], "$default");
         assert_eq!(json["requestContext"]["eventType"], "MESSAGE");
         assert!(json["requestContext"]["messageId"].is_string());
         assert_eq!(json["body"], "AQID");
         assert_eq!(json["isBase64Encoded"], true);
+
+        let custom = factory().message(
+            &conn(),
+            &Route::Custom("visibility".to_owned()),
+            Inbound::Text(r#"{"action":"visibility"}"#.to_owned()),
+        );
+        let json = serde_json::to_value(&custom).unwrap();
+        assert_eq!(json["requestContext"]["routeKey"], "visibility");
+        assert_eq!(json["requestContext"]["eventType"], "MESSAGE");
+        assert_eq!(json["body"], r#"{"action":"visibility"}"#);
+        assert_eq!(json["isBase64Encoded"], false);
 
         let disconnect = factory().disconnect(&conn(), 1001, "Going away");
         let json = serde_json::to_value(&disconnect).unwrap();

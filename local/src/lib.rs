@@ -17,6 +17,8 @@
 //!   `x-amzn-errortype` headers the SDK turns into typed errors.
 //! - `event`: the Lambda events, shaped like API Gateway's.
 //! - `ids`: connection/request ids and API Gateway's timestamp formats.
+//! - `usage`: what API Gateway would bill ([`WebSocketMeter`], [`WebSocketUsage`]): messages
+//!   both ways in 32 KB units, connection minutes, `@connections` calls.
 //!
 //! # Usage
 //!
@@ -36,12 +38,18 @@
 //!
 //! - Plain `ws://` and `http://`; no TLS, no custom domains, no SigV4 check on the management
 //!   API (any credentials are accepted).
-//! - Only the three predefined routes: no route selection expression, no custom routes, no
+//! - The route selection expression is fixed: `$request.body.action`. Besides the three
+//!   predefined routes, only one-way custom routes ([`WebSocketApiConfig::one_way_routes`],
+//!   [`Route::Custom`]): a text frame that is a JSON object whose `action` is a string equal
+//!   to a route key goes to that route and its integration's response is discarded; every
+//!   other frame (binary, not JSON, not an object, another or no `action`) goes to
+//!   `$default`. No two-way custom routes, no route request/response models, no
 //!   authorizers (do authorization in `$connect`). `$default`'s route response is sent back
 //!   to the caller only when [`WebSocketApiConfig::default_route_response`] is set (as the
 //!   template's two-way `$default` route does); otherwise it is discarded, as in API Gateway.
-//! - `$default` is invoked sequentially per connection, in arrival order; API Gateway gives no
-//!   ordering guarantee. Messages received before a close are delivered before `$disconnect`.
+//! - Message routes (`$default` and custom ones) are invoked sequentially per connection, in
+//!   arrival order, one at a time whatever the route; API Gateway gives no ordering
+//!   guarantee. Messages received before a close are delivered before `$disconnect`.
 //! - `$disconnect` is always invoked (API Gateway: best effort), unless
 //!   [`WebSocketApiConfig::drop_disconnect_rate`] drops a share of them on purpose.
 //! - Close codes chosen by the server (API Gateway documents few of its own, so these are the
@@ -70,6 +78,9 @@ pub mod tables;
 
 pub(crate) use shared::{LiveGuard, Shared};
 mod upgrade;
+mod usage;
+
+pub use usage::{MESSAGE_UNIT_BYTES, WebSocketMeter, WebSocketUsage, message_units};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -89,32 +100,38 @@ use crate::connection::Connection;
 use crate::event::{ConnectionInfo, EventFactory};
 
 /// Which route a WebSocket event goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Route {
     /// `$connect`: the handshake, before it is accepted.
     Connect,
     /// `$disconnect`: the connection has closed.
     Disconnect,
-    /// `$default`: a message from the client.
+    /// `$default`: a message from the client that no custom route selected.
     Default,
+    /// A custom route: a text frame that is a JSON object whose `action` is this key, one of
+    /// [`WebSocketApiConfig::one_way_routes`] (route selection expression
+    /// `$request.body.action`). One-way: its integration's response is discarded.
+    Custom(String),
 }
 
 impl Route {
-    /// The route key: `$connect`, `$disconnect` or `$default`.
-    pub fn route_key(self) -> &'static str {
+    /// The route key: `$connect`, `$disconnect`, `$default` or the custom route's key.
+    pub fn route_key(&self) -> &str {
         match self {
             Route::Connect => "$connect",
             Route::Disconnect => "$disconnect",
             Route::Default => "$default",
+            Route::Custom(key) => key,
         }
     }
 
-    /// The `requestContext.eventType`: `CONNECT`, `DISCONNECT` or `MESSAGE`.
-    pub fn event_type(self) -> &'static str {
+    /// The `requestContext.eventType`: `CONNECT`, `DISCONNECT`, or `MESSAGE` (`$default` and
+    /// custom routes).
+    pub fn event_type(&self) -> &'static str {
         match self {
             Route::Connect => "CONNECT",
             Route::Disconnect => "DISCONNECT",
-            Route::Default => "MESSAGE",
+            Route::Default | Route::Custom(_) => "MESSAGE",
         }
     }
 }
@@ -123,9 +140,9 @@ impl Route {
 #[async_trait::async_trait]
 pub trait WebSocketRoutes: Send + Sync + 'static {
     /// Handles one event. For `$connect`, a non-2xx `status_code` refuses the connection with
-    /// that HTTP status (and the response's body and headers); the answer of `$disconnect` is
-    /// discarded, and so is `$default`'s unless [`WebSocketApiConfig::default_route_response`]
-    /// is set, as in API Gateway.
+    /// that HTTP status (and the response's body and headers); the answers of `$disconnect`
+    /// and of custom routes are discarded, and so is `$default`'s unless
+    /// [`WebSocketApiConfig::default_route_response`] is set, as in API Gateway.
     async fn invoke(
         &self,
         route: Route,
@@ -149,6 +166,11 @@ pub struct WebSocketApiConfig {
     /// Whether `$default` has a route response (two-way communication): the integration's
     /// response body is then sent back to the client. Default false, as in API Gateway.
     pub default_route_response: bool,
+    /// Route keys of one-way custom routes (no route response). A text frame that is a JSON
+    /// object whose `action` is a string equal to one of them goes to that route
+    /// ([`Route::Custom`]) instead of `$default`, and the integration's response is never
+    /// sent to the client. Default empty: every frame goes to `$default`.
+    pub one_way_routes: Vec<String>,
     /// The share of `$disconnect` events that are not delivered, 0 to 1 (default 0): API
     /// Gateway documents `$disconnect` as best effort, so whatever relies on it must also
     /// work without it (`WS_DROP_DISCONNECT_RATE` in the local stack).
@@ -164,6 +186,7 @@ impl Default for WebSocketApiConfig {
             idle_timeout: Duration::from_secs(10 * 60),
             max_connection: Duration::from_secs(2 * 60 * 60),
             default_route_response: false,
+            one_way_routes: Vec::new(),
             drop_disconnect_rate: 0.0,
         }
     }
@@ -260,6 +283,16 @@ impl LocalWebSocketApi {
     /// appends `/@connections/{id}`.
     pub fn management_endpoint(&self) -> String {
         format!("http://{}/{}", self.authority, self.shared.config.stage)
+    }
+
+    /// The API's billing counters (clones share them; they outlive the API).
+    pub fn meter(&self) -> WebSocketMeter {
+        self.shared.meter.clone()
+    }
+
+    /// What the API metered so far, as API Gateway bills it.
+    pub fn usage(&self) -> WebSocketUsage {
+        self.shared.meter.usage()
     }
 
     /// Ids of the currently open connections.

@@ -25,6 +25,7 @@ pub(crate) async fn post_to_connection(
     Path(connection_id): Path<String>,
     request: Request,
 ) -> Response {
+    shared.meter.management_call();
     // Reading stops at the limit, so an oversize body is never buffered whole.
     let limit = shared.config.max_message_bytes;
     let Ok(data) = axum::body::to_bytes(request.into_body(), limit).await else {
@@ -37,12 +38,14 @@ pub(crate) async fn post_to_connection(
     let Some(connection) = shared.lookup(&connection_id) else {
         return gone();
     };
+    let bytes = data.len();
     let message = match String::from_utf8(data.to_vec()) {
         Ok(text) => Message::text(text),
         Err(_) => Message::Binary(data),
     };
     match connection.outbox.try_send(message) {
         Ok(()) => {
+            shared.meter.message(bytes);
             debug!(%connection_id, "posted to connection");
             respond(StatusCode::OK, Body::empty())
         }
@@ -78,6 +81,7 @@ pub(crate) async fn get_connection(
     State(shared): State<Arc<Shared>>,
     Path(connection_id): Path<String>,
 ) -> Response {
+    shared.meter.management_call();
     let Some(connection) = shared.lookup(&connection_id) else {
         return gone();
     };
@@ -108,6 +112,7 @@ pub(crate) async fn delete_connection(
     State(shared): State<Arc<Shared>>,
     Path(connection_id): Path<String>,
 ) -> Response {
+    shared.meter.management_call();
     let Some(connection) = shared.deregister(&connection_id) else {
         return gone();
     };
@@ -198,6 +203,10 @@ mod tests {
             refused.headers()["x-amzn-errortype"],
             "LimitExceededException"
         );
+        // Every request is a management call; only the posts that got through are messages.
+        let usage = shared.meter.usage();
+        assert_eq!(usage.management_calls, OUTBOX_CAPACITY as u64 + 1);
+        assert_eq!(usage.messages, OUTBOX_CAPACITY as u64);
     }
 
     #[tokio::test]

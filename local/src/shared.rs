@@ -16,6 +16,8 @@ pub(crate) struct Shared {
     pub(crate) live: watch::Sender<usize>,
     /// Decides which `$disconnect` events are dropped (`drop_disconnect_rate`).
     pub(crate) dice: Mutex<crate::rng::Rng>,
+    /// What API Gateway would bill.
+    pub(crate) meter: crate::WebSocketMeter,
 }
 
 impl Shared {
@@ -42,6 +44,7 @@ impl Shared {
                     .map(|d| d.as_nanos() as u64)
                     .unwrap_or(1),
             )),
+            meter: crate::WebSocketMeter::default(),
         })
     }
 
@@ -52,17 +55,33 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Registers an accepted connection; its billed connection time starts.
     pub(crate) fn register(&self, connection: Arc<Connection>) {
-        self.registry()
+        let connected_at_ms = connection.info.connected_at_ms;
+        let replaced = self
+            .registry()
             .insert(connection.info.id.clone(), connection);
+        self.meter.opened(connected_at_ms);
+        if let Some(old) = replaced {
+            // Ids are unique; should one repeat, its first connection ends here.
+            self.meter
+                .closed(old.info.connected_at_ms, crate::ids::now_ms());
+        }
     }
 
     pub(crate) fn lookup(&self, id: &str) -> Option<Arc<Connection>> {
         self.registry().get(id).cloned()
     }
 
+    /// Forgets a connection (once: later calls return `None`); its billed connection time
+    /// ends.
     pub(crate) fn deregister(&self, id: &str) -> Option<Arc<Connection>> {
-        self.registry().remove(id)
+        let removed = self.registry().remove(id);
+        if let Some(connection) = &removed {
+            self.meter
+                .closed(connection.info.connected_at_ms, crate::ids::now_ms());
+        }
+        removed
     }
 
     pub(crate) fn live_guard(self: &Arc<Self>) -> LiveGuard {
@@ -78,10 +97,11 @@ impl Shared {
         event: ApiGatewayWebsocketProxyRequest,
     ) -> ApiGatewayProxyResponse {
         let routes = self.routes.clone();
+        let route_key = route.route_key().to_owned();
         match tokio::spawn(async move { routes.invoke(route, event).await }).await {
             Ok(response) => response,
             Err(join_error) => {
-                error!(route = route.route_key(), %join_error, "integration failed");
+                error!(route = %route_key, %join_error, "integration failed");
                 let mut response = ApiGatewayProxyResponse::default();
                 response.status_code = 502;
                 response

@@ -41,7 +41,8 @@ struct Recorded {
 /// Test integrations: record every event; `$connect` needs a `token` query parameter (401
 /// otherwise); `$default` answers a body of `echo:<x>` with `re:<x>` (which reaches the client
 /// only with a route response) and anything else with no body. A `$default` body of `block`
-/// waits for a permit of `gate`.
+/// waits for a permit of `gate`. A custom route always answers a body, `custom:<key>`, which
+/// must never reach the client.
 struct Recorder {
     events: Mutex<Vec<Recorded>>,
     gate: Semaphore,
@@ -71,7 +72,7 @@ impl WebSocketRoutes for Recorder {
             .collect();
         let body = event.body.clone();
         self.events.lock().unwrap().push(Recorded {
-            route,
+            route: route.clone(),
             connection_id: ctx.connection_id.clone().unwrap_or_default(),
             query: query.clone(),
             body: body.clone(),
@@ -99,6 +100,11 @@ impl WebSocketRoutes for Recorder {
                     let n: u64 = delay.parse().unwrap();
                     tokio::time::sleep(Duration::from_millis(20u64.saturating_sub(n))).await;
                 }
+            }
+            Route::Custom(key) => {
+                response.body = Some(aws_lambda_events::encodings::Body::Text(format!(
+                    "custom:{key}"
+                )));
             }
             _ => {}
         }
@@ -558,7 +564,7 @@ async fn messages_from_one_client_arrive_in_order() {
     api.shutdown().await;
     // `$disconnect` comes after every message.
     assert_eq!(
-        recorder.snapshot().last().map(|e| e.route),
+        recorder.snapshot().last().map(|e| e.route.clone()),
         Some(Route::Disconnect)
     );
 }
@@ -786,4 +792,144 @@ async fn a_dropped_disconnect_is_never_delivered_but_the_connection_is_gone() {
         assert!(api.connection_ids().is_empty(), "rate {rate}");
         api.shutdown().await;
     }
+}
+
+/// With custom routes configured (route selection on `action`), a frame whose `action` is one
+/// of their keys reaches the integration on that route and its answer never reaches the
+/// client; every other frame goes to `$default`, whose reply does. One connection's frames
+/// are handled in order whatever their route. The API meters both ways.
+#[tokio::test]
+async fn one_way_custom_routes_reach_the_integration_and_never_reply() {
+    let (api, recorder) = start(WebSocketApiConfig {
+        default_route_response: true,
+        one_way_routes: vec!["heartbeat".into(), "visibility".into()],
+        ..WebSocketApiConfig::default()
+    })
+    .await;
+    let mut ws = connect(&api, "token=t").await;
+    let id = recorder.last_connection_id();
+    let sent = [
+        r#"{"action":"visibility","hidden":true}"#,
+        "echo:a",
+        r#"{"action":"heartbeat","session_id":"s1"}"#,
+        r#"{"action":"ping"}"#,
+        r#"{"action":"VISIBILITY"}"#,
+        "echo:b",
+    ];
+    for frame in sent {
+        ws.send(Message::text(frame)).await.unwrap();
+    }
+    let events = recorder
+        .wait_until("6 message events", |events| {
+            events
+                .iter()
+                .filter(|e| e.event_type.as_deref() == Some("MESSAGE"))
+                .count()
+                == sent.len()
+        })
+        .await;
+    let messages: Vec<(Route, Option<String>, Option<String>)> = events
+        .into_iter()
+        .filter(|e| e.connection_id == id && e.event_type.as_deref() == Some("MESSAGE"))
+        .map(|e| (e.route, e.route_key, e.body))
+        .collect();
+    let custom = |key: &str| Route::Custom(key.to_owned());
+    let expected: Vec<(Route, Option<String>, Option<String>)> = [
+        (custom("visibility"), "visibility"),
+        (Route::Default, "$default"),
+        (custom("heartbeat"), "heartbeat"),
+        (Route::Default, "$default"),
+        (Route::Default, "$default"),
+        (Route::Default, "$default"),
+    ]
+    .into_iter()
+    .zip(sent)
+    .map(|((route, key), body)| (route, Some(key.to_owned()), Some(body.to_owned())))
+    .collect();
+    assert_eq!(messages, expected);
+
+    // A posted marker after the six: what the client reads before it came from route
+    // responses, and only `$default`'s are there.
+    management_client(&api)
+        .await
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new("marker"))
+        .send()
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        match next(&mut ws).await {
+            Some(Ok(Message::Text(t))) if t.as_str() == "marker" => break,
+            Some(Ok(Message::Text(t))) => got.push(t.to_string()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, ["re:a", "re:b"]);
+
+    // Billed: 6 frames in, 2 route responses and 1 post out; 1 management call.
+    let usage = api.usage();
+    assert_eq!(usage.messages, 6 + 2 + 1, "{usage:?}");
+    assert_eq!(usage.management_calls, 1, "{usage:?}");
+    assert!(usage.connection_ms > 0, "{usage:?}");
+    drop(ws);
+    api.shutdown().await;
+}
+
+/// Messages are metered in 32 KB units, and only data frames count: a 40 000-byte message
+/// (sent as two frames under the 32 KiB frame limit) is 2, a ping is none. Connection time
+/// stops growing once the connection is closed.
+#[tokio::test]
+async fn messages_are_metered_in_32_kb_units_and_connection_time_stops_at_close() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let (api, recorder) = start(WebSocketApiConfig::default()).await;
+    let mut ws = connect(&api, "token=t").await;
+    let id = recorder.last_connection_id();
+    let body = "z".repeat(40_000);
+    let (first, second) = body.split_at(20_000);
+    ws.send(Message::Frame(Frame::message(
+        first.to_owned(),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await
+    .unwrap();
+    ws.send(Message::Frame(Frame::message(
+        second.to_owned(),
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .await
+    .unwrap();
+    ws.send(Message::Ping(vec![1, 2, 3].into())).await.unwrap();
+    ws.send(Message::text("small")).await.unwrap();
+    let events = recorder
+        .wait_until("2 $default events", |events| {
+            events.iter().filter(|e| e.route == Route::Default).count() == 2
+        })
+        .await;
+    let bodies: Vec<usize> = events
+        .iter()
+        .filter(|e| e.route == Route::Default)
+        .filter_map(|e| e.body.as_ref().map(String::len))
+        .collect();
+    assert_eq!(bodies, [40_000, 5]);
+    assert_eq!(api.usage().messages, 2 + 1);
+
+    ws.close(None).await.unwrap();
+    drain(&mut ws).await;
+    recorder.wait_for_disconnect(&id).await;
+    let closed = api.usage().connection_ms;
+    assert!(closed > 0);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        api.usage().connection_ms,
+        closed,
+        "a closed connection stops counting"
+    );
+    assert_eq!(api.usage().management_calls, 0);
+    api.shutdown().await;
 }

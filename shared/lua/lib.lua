@@ -133,3 +133,67 @@ local function go_offline(member, sess, fac, region, at, reason, now, known, las
     end
   end
 end
+
+-- An offline session heartbeating again: too late to count ('t'), or a new online segment.
+local function restart(member, sess, user, fac, region, at, now, ttl)
+  if at + ttl <= now then
+    return 't'
+  end
+  go_online(member, sess, user, fac, region, at, at + ttl, now)
+  return 's'
+end
+
+-- Applies one heartbeat (state 'active' or 'ended') received at `at`; returns its outcome
+-- code (see heartbeat.lua). SQS delivers at least once and out of order, so it is judged
+-- against what is stored: a deadline only moves forward, and a heartbeat older than the
+-- session's last one changes nothing.
+local function apply_heartbeat(sess, user, fac, region, at, state, now, ttl)
+  local member = fac .. '/' .. sess
+  local sk = key('s:' .. member)
+  -- `started` read here too, so an end needs no second read.
+  local h = redis.call('HMGET', sk, 'user', 'last', 'deadline', 'offline', 'started')
+  if not h[1] then
+    if state == 'ended' then
+      -- A tombstone, so that a delayed earlier heartbeat cannot bring the session back.
+      redis.call('HSET', sk, 'user', user, 'facility', fac, 'region', region, 'started', at,
+        'last', at, 'deadline', at, 'offline', at, 'reason', 'ended')
+      redis.call('ZADD', ENDED, at, member)
+      return 'x'
+    elseif at + ttl <= now then
+      return 't'
+    end
+    go_online(member, sess, user, fac, region, at, at + ttl, now, true)
+    return 'n'
+  elseif h[1] ~= user then
+    return 'c'
+  end
+  local last, deadline = tonumber(h[2]), tonumber(h[3])
+  local offline = h[4] and tonumber(h[4])
+  if at < last or (at == last and state ~= 'ended') then
+    return 'o'
+  elseif offline then
+    if at <= offline or state == 'ended' then
+      return 'o'
+    end
+    return restart(member, sess, user, fac, region, at, now, ttl)
+  elseif at > deadline then
+    -- The session lapsed before this heartbeat and no sweep has claimed it yet: close the
+    -- lapsed segment at its deadline, exactly as the sweeper would have.
+    go_offline(member, sess, fac, region, deadline, 'expired', now)
+    if state == 'ended' then
+      return 'e'
+    end
+    return restart(member, sess, user, fac, region, at, now, ttl)
+  elseif state == 'ended' then
+    -- one HSET (last with the offline fields), no second HMGET.
+    go_offline(member, sess, fac, region, at, 'ended', now, { h[1], h[5] }, at)
+    return 'e'
+  elseif at + ttl > deadline then
+    -- last and deadline in one HSET.
+    redis.call('HSET', sk, 'last', at, 'deadline', at + ttl)
+    redis.call('ZADD', DEADLINES, at + ttl, member)
+    return 'r'
+  end
+  redis.call('HSET', sk, 'last', at)
+  return 'r'
+end

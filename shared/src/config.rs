@@ -124,11 +124,15 @@ impl Env {
 /// How sessions behave; shared by every function that touches the session engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionSettings {
-    /// `SESSION_TTL_SECONDS` (default 75): a session is online until its last heartbeat plus
-    /// this. It must exceed the heartbeat interval, or every session would flap between beats;
-    /// the default allows one lost heartbeat and some queue delay.
+    /// `SESSION_TTL_SECONDS` (default 150): a session is online until its last heartbeat plus
+    /// this. It must exceed the heartbeat interval, or every session would flap between beats.
+    /// The default is the interval plus a minute (a hidden tab's timers run at most once a
+    /// minute, aligned to the minute) plus 30 s for a slow network; it is also how long a
+    /// browser that vanished without a `$disconnect` still shows online (docs/deploy.md).
     pub ttl: Duration,
-    /// `HEARTBEAT_INTERVAL_SECONDS` (default 30): what the server tells clients to use.
+    /// `HEARTBEAT_INTERVAL_SECONDS` (default 60): what the server tells clients to use. One
+    /// billed WebSocket message and one Lambda invocation per online browser per interval;
+    /// docs/deploy.md prices the choices.
     pub heartbeat_interval: Duration,
     /// `PARTITIONS` (default 16, 1..=1024): how many Redis partitions facilities are spread
     /// over. Changing it on a live system moves facilities between partitions: drain first.
@@ -139,12 +143,16 @@ pub struct SessionSettings {
     /// Redis looks the same as a wiped one, so the hold also applies right after a first
     /// start, when it costs nothing. 0 disables it.
     pub loss_hold: Duration,
+    /// `DISCONNECT_GRACE_SECONDS` (default 10, below the TTL): a session carried by a socket
+    /// stays online this long after the socket closed, unless the browser ends it: a new
+    /// leader tab or a reconnect within it shows no flap.
+    pub disconnect_grace: Duration,
 }
 
 impl SessionSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let ttl = env.seconds_or("SESSION_TTL_SECONDS", 75, 1..=86_400)?;
-        let heartbeat_interval = env.seconds_or("HEARTBEAT_INTERVAL_SECONDS", 30, 1..=3_600)?;
+        let ttl = env.seconds_or("SESSION_TTL_SECONDS", 150, 1..=86_400)?;
+        let heartbeat_interval = env.seconds_or("HEARTBEAT_INTERVAL_SECONDS", 60, 1..=3_600)?;
         if heartbeat_interval >= ttl {
             return Err(ConfigError::Malformed {
                 name: "HEARTBEAT_INTERVAL_SECONDS",
@@ -163,11 +171,27 @@ impl SessionSettings {
             });
         }
         let loss_hold = env.seconds_or("LOSS_HOLD_SECONDS", ttl.as_secs(), 0..=86_400)?;
+        let disconnect_grace = env.seconds_or(
+            "DISCONNECT_GRACE_SECONDS",
+            10.min(ttl.as_secs() - 1),
+            0..=86_400,
+        )?;
+        if disconnect_grace >= ttl {
+            return Err(ConfigError::Malformed {
+                name: "DISCONNECT_GRACE_SECONDS",
+                reason: format!(
+                    "{}s must be shorter than SESSION_TTL_SECONDS ({}s)",
+                    disconnect_grace.as_secs(),
+                    ttl.as_secs()
+                ),
+            });
+        }
         Ok(Self {
             ttl,
             heartbeat_interval,
             partitions,
             loss_hold,
+            disconnect_grace,
         })
     }
 }
@@ -175,10 +199,11 @@ impl SessionSettings {
 impl Default for SessionSettings {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(75),
-            heartbeat_interval: Duration::from_secs(30),
+            ttl: Duration::from_secs(150),
+            heartbeat_interval: Duration::from_secs(60),
             partitions: 16,
-            loss_hold: Duration::from_secs(75),
+            loss_hold: Duration::from_secs(150),
+            disconnect_grace: Duration::from_secs(10),
         }
     }
 }

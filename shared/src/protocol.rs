@@ -172,6 +172,17 @@ impl StatusEvent {
     }
 }
 
+/// The statuses a server frame carries, as JSON: itself for a `facility.status` event, its
+/// `statuses` for a coalesced `facility.statuses` frame, none for anything else. For clients
+/// written in Rust (tests, benchmarks, the soak).
+pub fn statuses_in(frame: &serde_json::Value) -> Vec<serde_json::Value> {
+    match frame["type"].as_str() {
+        Some("facility.status") => vec![frame.clone()],
+        Some("facility.statuses") => frame["statuses"].as_array().cloned().unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 /// A message on the push queue. Status events travel as themselves (their `type` tags them);
 /// other pushes are `{"type": "deliver", "to": {...}, "data": ..., "except": "conn-id"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -388,6 +388,7 @@ pub async fn store(
         partitions,
         // Tests of the engine's rules start from a fresh Redis; the data-loss test sets its own.
         loss_hold: Duration::ZERO,
+        disconnect_grace: Duration::from_secs(ttl_s.saturating_sub(1).min(10)),
     };
     let conn = presence::sessions::RedisConnection::connect(&redis.settings())
         .await

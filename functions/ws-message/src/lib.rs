@@ -1,10 +1,12 @@
-//! ws-message: the WebSocket `$default` route — every client frame.
+//! ws-message: the WebSocket `$default` route and the one-way `heartbeat` and `visibility`
+//! routes — every client frame.
 //!
-//! The route has a route response (two-way communication), so the reply to the caller —
-//! `pong`, `heartbeat`, `joined`, `sent`, `snapshot`, or an `error` frame for bad input — is
-//! this function's response body, which API Gateway sends back on the same connection without
-//! a management-API call. Frames for anyone else (the user's other devices, a group) are
-//! posted through the management API.
+//! `$default` has a route response (two-way communication), so the reply to the caller —
+//! `pong`, `joined`, `sent`, `snapshot`, or an `error` frame for bad input — is this
+//! function's response body, which API Gateway sends back on the same connection without a
+//! management-API call. The one-way routes have none: a heartbeat or visibility frame costs
+//! one billed message; only its errors are posted back. Frames for anyone else (the user's
+//! other devices, a group) are posted through the management API.
 
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -19,6 +21,8 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
         Call::dynamodb("GetItem", Table("CONNECTIONS_TABLE")),
         Call::dynamodb("PutItem", Table("CONNECTIONS_TABLE")),
         Call::dynamodb("DeleteItem", Table("CONNECTIONS_TABLE")),
+        // The session a socket carries, and whether its page is hidden.
+        Call::dynamodb("UpdateItem", Table("CONNECTIONS_TABLE")),
         // Members of a free group (the table), a user's connections and the automatic groups.
         Call::dynamodb("Query", Table("CONNECTIONS_TABLE")),
         Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-user")),
@@ -26,10 +30,9 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
         Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-region")),
         Call::management_api("PostToConnection", Connections("WEBSOCKET_ENDPOINT")),
         Call::management_api("GetConnection", Connections("WEBSOCKET_ENDPOINT")),
-        // Heartbeat frames go to the heartbeat queue; flips of gone connections to the push queue.
-        Call::sqs("SendMessage", Queue("HEARTBEAT_QUEUE_URL")),
-        Call::sqs("GetQueueAttributes", Queue("HEARTBEAT_QUEUE_URL")),
+        // Flips of socket heartbeats and of gone connections go to the push queue.
         Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
+        Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
         // The partition ledger (facilities table), when a partition starts an epoch.
         Call::dynamodb("UpdateItem", Table("FACILITIES_TABLE")),
     ]
@@ -58,7 +61,9 @@ pub async fn handle(
         (None, false) => "",
     };
     match hub.message(id, body, now_ms).await {
-        Ok(reply) => with_reply(200, &reply),
+        Ok(Some(reply)) => with_reply(200, &reply),
+        // A one-way action: its route has no route response, so nothing goes back.
+        Ok(None) => route_response(200, None),
         Err(e) => {
             tracing::error!(connection = %id, error = %e, "message not handled");
             let reply = ServerMessage::error(e.code(), e.public_message(), None, None);

@@ -1,5 +1,7 @@
-//! ws-push: the push-queue consumer — status events to `region:{r}` and `facility:{f}`, and
-//! generic deliveries to a connection, a user or a group.
+//! ws-push: the push-queue consumer — status events to `region:{r}` and `facility:{f}`
+//! (coalesced per region, and only to the region's visible sockets; see
+//! `presence::hub::Hub::push_statuses`), and generic deliveries to a connection, a user or a
+//! group.
 //!
 //! Posts run at bounded concurrency; a gone connection (410) is deleted on the spot;
 //! throttling and 5xx are retried with backoff. A record that still could not reach every
@@ -7,8 +9,10 @@
 //! silent drop.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use presence::hub::Hub;
-use presence::protocol::PushMessage;
+use presence::hub::{Delivered, Hub, HubError};
+use presence::ids::RegionId;
+use presence::protocol::{FacilityStatus, PushMessage};
+use std::collections::BTreeMap;
 use presence::telemetry::{Unit, emit_metrics};
 
 /// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
@@ -37,45 +41,83 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
     ]
 };
 
+/// What a batch's pushes did, for the metrics and the batch response.
+#[derive(Default)]
+struct Tally {
+    failures: Vec<String>,
+    delivered: usize,
+    gone: usize,
+    failed_posts: usize,
+}
+
+impl Tally {
+    /// Records the outcome of the push that carried the records `ids`.
+    fn record(&mut self, ids: &[String], outcome: Result<Delivered, HubError>) {
+        match outcome {
+            Ok(report) => {
+                self.delivered += report.delivered;
+                self.gone += report.gone.len();
+                self.failed_posts += report.failed.len();
+                if !report.failed.is_empty() {
+                    self.failures.extend_from_slice(ids);
+                }
+            }
+            Err(e) => {
+                tracing::error!(message_ids = ?ids, error = %e, "push not delivered");
+                self.failures.extend_from_slice(ids);
+            }
+        }
+    }
+}
+
 pub async fn handle(hub: &Hub, event: SqsEvent, now_ms: i64) -> SqsBatchResponse {
-    let mut failures = Vec::new();
-    let (mut delivered, mut gone, mut failed_posts) = (0usize, 0usize, 0usize);
+    let mut tally = Tally::default();
+    // Status events of one region go together (one coalesced frame); the rest one by one.
+    let mut regions: BTreeMap<RegionId, (Vec<String>, Vec<FacilityStatus>)> = BTreeMap::new();
+    let mut others = Vec::new();
     for record in event.records {
         let Some(id) = record.message_id else {
             tracing::error!("push record without a message id dropped");
             continue;
         };
-        let message = match record
+        match record
             .body
             .as_deref()
             .map(serde_json::from_str::<PushMessage>)
         {
-            Some(Ok(m)) => m,
+            Some(Ok(PushMessage::Status(e))) => {
+                let entry = regions.entry(e.status.region.clone()).or_default();
+                entry.0.push(id);
+                entry.1.push(e.status);
+            }
+            Some(Ok(m)) => others.push((id, m)),
             Some(Err(e)) => {
                 tracing::warn!(message_id = %id, error = %e, "malformed push message");
-                failures.push(id);
-                continue;
+                tally.failures.push(id);
             }
-            None => {
-                failures.push(id);
-                continue;
-            }
-        };
-        match hub.push(&message, now_ms).await {
-            Ok(report) => {
-                delivered += report.delivered;
-                gone += report.gone.len();
-                failed_posts += report.failed.len();
-                if !report.failed.is_empty() {
-                    failures.push(id);
-                }
-            }
-            Err(e) => {
-                tracing::error!(message_id = %id, error = %e, "push not delivered");
-                failures.push(id);
-            }
+            None => tally.failures.push(id),
         }
     }
+    let mut pushes = Vec::new();
+    for (region, (ids, statuses)) in regions {
+        pushes.push(async move {
+            let outcome = hub.push_statuses(&region, &statuses, now_ms).await;
+            (ids, outcome)
+        });
+    }
+    for (ids, outcome) in futures::future::join_all(pushes).await {
+        tally.record(&ids, outcome);
+    }
+    for (id, message) in others {
+        let outcome = hub.push(&message, now_ms).await;
+        tally.record(std::slice::from_ref(&id), outcome);
+    }
+    let Tally {
+        failures,
+        delivered,
+        gone,
+        failed_posts,
+    } = tally;
     emit_metrics(
         "ws-push",
         now_ms,

@@ -28,6 +28,8 @@ pub(super) struct AppState {
     pub web_dir: PathBuf,
     pub interval: Duration,
     pub simulations: Mutex<HashMap<RegionId, (usize, tokio::task::JoinHandle<()>)>>,
+    /// What AWS would bill (`/dev/stats` `billing`).
+    pub meter: Arc<super::Meter>,
     pub stats: Stats,
 }
 
@@ -53,6 +55,8 @@ async fn heartbeats_route(
     State(state): State<Arc<AppState>>,
     req: axum::extract::Request,
 ) -> Response {
+    // An HTTP API request, whatever its answer.
+    state.meter.http_request();
     let (parts, body) = req.into_parts();
     // Read a little past the limit so the handler can answer 413 itself.
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
@@ -74,7 +78,13 @@ async fn heartbeats_route(
     let Ok(lreq) = lreq.body(lambda_http::Body::from(bytes.to_vec())) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let resp = heartbeat_ingest::handle(&state.ingest, lreq, presence::now_ms()).await;
+    let resp = state
+        .meter
+        .invoke(
+            super::Function::HeartbeatIngest,
+            heartbeat_ingest::handle(&state.ingest, lreq, presence::now_ms()),
+        )
+        .await;
     let (parts, body) = resp.into_parts();
     let mut out = Response::builder().status(parts.status);
     for (k, v) in &parts.headers {
@@ -112,6 +122,7 @@ async fn stats_route(State(state): State<Arc<AppState>>) -> Response {
         "queues": queues,
         "heap": state.stats.heap.and_then(|read| read()),
         "history_items": state.stats.facilities.as_ref().map(|f| f.history_len()),
+        "billing": state.meter.billing(),
     }))
     .into_response()
 }

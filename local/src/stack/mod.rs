@@ -13,7 +13,9 @@
 //! - `http`: the HTTP API and the development routes; `simulation`: simulated users.
 //! - [`directory`]: the sample regions, facilities and users.
 //! - [`HubRoutes`]: the WebSocket routes wired to the ws-* handlers.
+//! - [`billing`]: what AWS would bill for all of it ([`LocalStack::billing`], `/dev/stats`).
 
+pub mod billing;
 pub mod directory;
 mod http;
 mod routes;
@@ -21,7 +23,9 @@ pub mod settings;
 mod simulation;
 mod tables;
 
-pub use routes::HubRoutes;
+use billing::MeteredQueue;
+pub use billing::{Billing, Function, Meter};
+pub use routes::{HubRoutes, ONE_WAY_ROUTES};
 use tables::Tables;
 
 pub use directory::{DirFacility, DirRegion, DirUser, Directory, SAMPLE_DIRECTORY};
@@ -105,6 +109,8 @@ pub struct LocalStack {
     pub heartbeat_dead_letters: Arc<LocalQueue>,
     pub push_dead_letters: Arc<LocalQueue>,
     settings: LocalSettings,
+    /// What AWS would bill.
+    meter: Arc<Meter>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     http_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     /// The private redis-server (killed on drop), when `REDIS_URL` was unset.
@@ -168,8 +174,11 @@ impl LocalStack {
             }
         };
 
+        // Every service's billed units, as AWS meters them.
+        let meter = Meter::new();
+
         // The WebSocket API first: the hub posts to its management endpoint.
-        let routes = Arc::new(HubRoutes::default());
+        let routes = Arc::new(HubRoutes::metered(meter.clone()));
         let ws_addr = SocketAddr::from(([127, 0, 0, 1], options.ws_port));
         let base = WebSocketApiConfig::default();
         let probe = LocalSettings::from_env(
@@ -193,6 +202,7 @@ impl LocalStack {
                 port: options.ws_port,
                 source,
             })?;
+        meter.attach_websocket(ws.meter());
         let settings = LocalSettings::from_env(
             env,
             &StandIns {
@@ -213,18 +223,21 @@ impl LocalStack {
         pq.batch_size = 10;
         pq.batching_window = Duration::ZERO;
         let push = LocalQueue::new(pq, Some(push_dlq.clone()));
+        // What the functions send through: the queues, metered as SQS calls.
+        let heartbeat_port = MeteredQueue::new(heartbeats.clone(), meter.clone());
+        let push_port = MeteredQueue::new(push.clone(), meter.clone());
 
-        let tables = Tables::open(&settings).await?;
+        let tables = Tables::open(&settings).await?.metered(&meter);
         let redis = RedisConnection::connect(&settings.consumer.redis)
             .await
             .map_err(|e| StackError::Redis(e.to_string()))?;
         let session_ports = SessionPorts {
-            push: push.clone(),
+            push: push_port.clone(),
             ledger: tables.ledger.clone(),
         };
 
         // Each function's service, built by its own constructor from its own configuration.
-        let ingest = heartbeat_ingest::service(&settings.ingest, heartbeats.clone());
+        let ingest = heartbeat_ingest::service(&settings.ingest, heartbeat_port.clone());
         let gateway_sdk = presence::aws::local_sdk_config(&ws.management_endpoint()).await;
         let hub = Hub::new(
             &settings.hub,
@@ -235,7 +248,6 @@ impl LocalStack {
                     &gateway_sdk,
                     &settings.hub.websocket_endpoint,
                 )),
-                heartbeats: heartbeats.clone(),
                 sessions: session_ports.clone(),
             },
         );
@@ -247,35 +259,62 @@ impl LocalStack {
         for _ in 0..CONSUMER_CONCURRENCY {
             let consumer =
                 heartbeat_consumer::service(&settings.consumer, redis.clone(), &session_ports);
+            let meter = meter.clone();
             tasks.push(run_event_source(heartbeats.clone(), move |event| {
                 let consumer = consumer.clone();
-                async move { heartbeat_consumer::handle(&consumer, event, presence::now_ms()).await }
+                let meter = meter.clone();
+                async move {
+                    meter
+                        .sqs_batch(
+                            Function::HeartbeatConsumer,
+                            event,
+                            move |event| async move {
+                                heartbeat_consumer::handle(&consumer, event, presence::now_ms())
+                                    .await
+                            },
+                        )
+                        .await
+                }
             }));
         }
+        let push_meter = meter.clone();
         tasks.push(run_event_source(push.clone(), move |event| {
             let hub = hub.clone();
-            async move { ws_push::handle(&hub, event, presence::now_ms()).await }
+            let meter = push_meter.clone();
+            async move {
+                meter
+                    .sqs_batch(Function::WsPush, event, move |event| async move {
+                        ws_push::handle(&hub, event, presence::now_ms()).await
+                    })
+                    .await
+            }
         }));
         let sweeper = session_expiry::service(&settings.expiry, redis.clone(), &session_ports);
         let window = settings.expiry.sweep_window.min(settings.expiry_period);
+        let expiry_meter = meter.clone();
         tasks.push(every(settings.expiry_period, move || {
             let sweeper = sweeper.clone();
+            let meter = expiry_meter.clone();
             async move {
                 let event = schedule_event("session-expiry");
-                session_expiry::handle(&sweeper, event, window, &presence::now_ms).await;
+                let sweep = session_expiry::handle(&sweeper, event, window, &presence::now_ms);
+                meter.invoke(Function::SessionExpiry, sweep).await;
             }
         }));
         let rollup_ports = facility_rollup::Ports {
-            push: push.clone(),
+            push: push_port.clone(),
             facilities: tables.facilities.clone(),
             ledger: tables.ledger.clone(),
         };
         let rollup = facility_rollup::service(&settings.rollup, redis, &rollup_ports);
+        let rollup_meter = meter.clone();
         tasks.push(every(settings.rollup_period, move || {
             let rollup = rollup.clone();
+            let meter = rollup_meter.clone();
             async move {
                 let event = schedule_event("facility-rollup");
-                if let Err(e) = facility_rollup::handle(&rollup, event, presence::now_ms()).await {
+                let run = facility_rollup::handle(&rollup, event, presence::now_ms());
+                if let Err(e) = meter.invoke(Function::FacilityRollup, run).await {
                     tracing::error!(error = %e, "rollup failed");
                 }
             }
@@ -294,6 +333,7 @@ impl LocalStack {
             web_dir: options.web_dir.clone(),
             interval: settings.ingest.sessions.heartbeat_interval,
             simulations: Mutex::new(HashMap::new()),
+            meter: meter.clone(),
             stats: Stats {
                 registry: tables.memory_registry,
                 facilities: tables.memory_facilities,
@@ -338,6 +378,7 @@ impl LocalStack {
             heartbeat_dead_letters: heartbeat_dlq,
             push_dead_letters: push_dlq,
             settings,
+            meter,
             tasks,
             http_shutdown: Some(tx),
             _redis: redis_child,
@@ -347,6 +388,12 @@ impl LocalStack {
     /// Every function's configuration, as the stack read it.
     pub fn settings(&self) -> &LocalSettings {
         &self.settings
+    }
+
+    /// What AWS would have billed for everything the stack did so far (the `billing` of
+    /// `/dev/stats`); diff two snapshots with [`Billing::since`] to cost an operation.
+    pub fn billing(&self) -> Billing {
+        self.meter.billing()
     }
 
     /// The lines printed when ready.

@@ -1,5 +1,6 @@
 //! Simulated users (`/dev/simulation`): flips to watch without opening a second browser.
 
+use super::billing::{Function, Meter};
 use super::directory::DirRegion;
 use super::http::{AppState, json_error};
 use crate::rng::Rng;
@@ -74,6 +75,7 @@ pub(super) async fn simulation_start(
     };
     let task = tokio::spawn(simulate(
         state.ingest.clone(),
+        state.meter.clone(),
         region,
         req.users,
         state.interval,
@@ -115,12 +117,27 @@ pub(super) async fn simulation_stop(
     axum::Json(serde_json::json!({ "stopped": stopped })).into_response()
 }
 
+/// One heartbeat of a simulated user: in AWS a `POST /v1/heartbeats`, so billed as one HTTP
+/// API request and one heartbeat-ingest invocation (the handler's parsing is skipped here).
+async fn beat(ingest: &Ingest, meter: &Meter, identity: &Identity, body: HeartbeatBody) {
+    meter.http_request();
+    let enqueue = ingest.enqueue(identity, body, presence::now_ms());
+    let _ = meter.invoke(Function::HeartbeatIngest, enqueue).await;
+}
+
 /// Simulated users of a region: each goes online at a random facility for a while
 /// (heartbeating at the interval), then ends its session, rests, and starts again.
-async fn simulate(ingest: Ingest, region: DirRegion, users: usize, interval: Duration) {
+async fn simulate(
+    ingest: Ingest,
+    meter: Arc<Meter>,
+    region: DirRegion,
+    users: usize,
+    interval: Duration,
+) {
     let tasks: Vec<_> = (0..users)
         .map(|i| {
             let ingest = ingest.clone();
+            let meter = meter.clone();
             let region = region.clone();
             tokio::spawn(async move {
                 // Simulated users need variety, not security: a new seed per user and run.
@@ -144,14 +161,14 @@ async fn simulate(ingest: Ingest, region: DirRegion, users: usize, interval: Dur
                             session_id: session.clone(),
                             state: HeartbeatState::Active,
                         };
-                        let _ = ingest.enqueue(&identity, body, presence::now_ms()).await;
+                        beat(&ingest, &meter, &identity, body).await;
                         tokio::time::sleep(interval.min(Duration::from_secs(5))).await;
                     }
                     let body = HeartbeatBody {
                         session_id: session,
                         state: HeartbeatState::Ended,
                     };
-                    let _ = ingest.enqueue(&identity, body, presence::now_ms()).await;
+                    beat(&ingest, &meter, &identity, body).await;
                 }
             })
         })

@@ -1,5 +1,6 @@
 //! The stack's tables: in memory, or on an emulator.
 
+use super::billing::{Meter, MeteredFacilities, MeteredLedger, MeteredRegistry};
 use super::{LocalSettings, StackError};
 use presence::facilities::{FacilityStore, MemoryFacilityStore};
 use presence::hub::registry::{
@@ -19,6 +20,17 @@ pub(super) struct Tables {
 }
 
 impl Tables {
+    /// The same tables, each call metered in DynamoDB request units (the `memory_*` handles
+    /// stay unmetered: `/dev/stats` reads them, not the functions).
+    pub(super) fn metered(self, meter: &Arc<Meter>) -> Self {
+        Self {
+            registry: MeteredRegistry::new(self.registry, meter.clone()),
+            facilities: MeteredFacilities::new(self.facilities, meter.clone()),
+            ledger: MeteredLedger::new(self.ledger, meter.clone()),
+            ..self
+        }
+    }
+
     pub(super) async fn open(settings: &LocalSettings) -> Result<Self, StackError> {
         let Some(endpoint) = &settings.hub.aws.endpoint_url else {
             let registry = Arc::new(MemoryConnectionRegistry::new());

@@ -4,14 +4,20 @@ use super::groups::PolicyError;
 use super::messages::{self, ClientAction};
 use super::{ActionError, Connection, Hub, HubError, ServerMessage};
 use crate::auth::Identity;
-use crate::ids::{RegionId, UserId};
-use crate::ingest::IngestError;
-use crate::protocol::{Group, HeartbeatBody};
+use crate::ids::{RegionId, SessionId, UserId};
+use crate::protocol::{Group, HeartbeatState};
+use crate::sessions::SocketOp;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// An action's reply, or why it was refused.
 type Reply = Result<ServerMessage, ActionError>;
+
+/// A served frame: the reply, and whether its route is one-way.
+struct Served {
+    message: Option<ServerMessage>,
+    one_way: bool,
+}
 
 /// Who sent the frame being served, the `ref` its reply echoes, and when.
 struct Frame<'a> {
@@ -21,41 +27,65 @@ struct Frame<'a> {
 }
 
 impl Hub {
-    /// `$default`: one client frame. Returns the reply to the caller (an `error` frame for a
-    /// bad frame or a refused action), which the route response carries back on the same
-    /// connection; frames for anyone else (the user's other devices, a group) are posted.
-    /// `Err` only when the backend failed before the frame could be looked at.
+    /// `$default` and the one-way routes: one client frame. Returns the reply to the caller
+    /// (an `error` frame for a bad frame or a refused action), which the route response
+    /// carries back on the same connection, or `None` for a one-way action
+    /// ([`messages::ONE_WAY_ACTIONS`]: their routes have no route response, so their errors
+    /// are posted to the connection instead). Frames for anyone else (the user's other
+    /// devices, a group) are posted. `Err` only when the backend failed before the frame
+    /// could be looked at.
     pub async fn message(
         &self,
         connection_id: &str,
         body: &str,
         now_ms: i64,
-    ) -> Result<ServerMessage, HubError> {
+    ) -> Result<Option<ServerMessage>, HubError> {
+        let reply = self.serve_frame(connection_id, body, now_ms).await?;
+        if !reply.one_way {
+            return Ok(reply.message);
+        }
+        if let Some(error) = reply.message {
+            self.deliver(&[connection_id.to_owned()], &error.to_json(), now_ms)
+                .await;
+        }
+        Ok(None)
+    }
+
+    async fn serve_frame(
+        &self,
+        connection_id: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<Served, HubError> {
+        // API Gateway picks the route by the frame's `action`, so a frame is one-way exactly
+        // when that names a one-way action, parsable or not.
+        let one_way = messages::names_one_way_action(body);
+        let answer = |message| Ok(Served { message, one_way });
         let Some(connection) = self.connection(connection_id, now_ms).await? else {
-            return Ok(ServerMessage::error(
+            return answer(Some(ServerMessage::error(
                 "unknown_connection",
                 "reconnect: this connection is not registered",
                 None,
                 None,
-            ));
+            )));
         };
         if !self.limiter.allow(connection_id, now_ms) {
-            return Ok(ServerMessage::error(
+            return answer(Some(ServerMessage::error(
                 "rate_limited",
                 "too many frames on this connection; slow down",
                 None,
                 None,
-            ));
+            )));
         }
         let (action, reference) = match messages::parse_frame(body) {
             Ok(parsed) => parsed,
             Err(e) => {
-                return Ok(ServerMessage::error(
+                return answer(Some(ServerMessage::error(
                     e.code,
                     e.message,
                     e.action,
                     e.reference,
-                ));
+                )));
             }
         };
         let name = action.name();
@@ -63,13 +93,13 @@ impl Hub {
             .dispatch(&connection, action, reference.clone(), now_ms)
             .await
         {
-            Ok(reply) => Ok(reply),
-            Err(e) => Ok(ServerMessage::error(
+            Ok(reply) => answer(reply),
+            Err(e) => answer(Some(ServerMessage::error(
                 e.code(),
                 e.to_string(),
                 Some(name.to_owned()),
                 reference,
-            )),
+            ))),
         }
     }
 
@@ -79,49 +109,87 @@ impl Hub {
         action: ClientAction,
         reference: Option<Value>,
         now_ms: i64,
-    ) -> Reply {
+    ) -> Result<Option<ServerMessage>, ActionError> {
         let f = Frame {
             c,
             reference,
             now_ms,
         };
-        match action {
-            ClientAction::Ping => Ok(ServerMessage::Pong {
+        let reply = match action {
+            ClientAction::Ping => ServerMessage::Pong {
                 reference: f.reference,
-            }),
+            },
             ClientAction::Heartbeat { session_id, state } => {
-                self.heartbeat(f, HeartbeatBody { session_id, state }).await
+                self.heartbeat(f, session_id, state).await?;
+                return Ok(None);
             }
-            ClientAction::Join { group } => self.join(f, group).await,
-            ClientAction::Leave { group } => self.leave(f, group).await,
+            ClientAction::Visibility { visible } => {
+                self.visibility(f, visible).await?;
+                return Ok(None);
+            }
+            ClientAction::Join { group } => self.join(f, group).await?,
+            ClientAction::Leave { group } => self.leave(f, group).await?,
             ClientAction::Send {
                 group,
                 data,
                 others,
-            } => self.send(f, group, data, others).await,
-            ClientAction::Members { group } => self.members(f, group).await,
-            ClientAction::Snapshot { region } => self.snapshot(f, region).await,
-        }
+            } => self.send(f, group, data, others).await?,
+            ClientAction::Members { group } => self.members(f, group).await?,
+            ClientAction::Snapshot { region } => self.snapshot(f, region).await?,
+        };
+        Ok(Some(reply))
     }
 
-    async fn heartbeat(&self, f: Frame<'_>, body: HeartbeatBody) -> Reply {
-        let Frame {
-            c,
-            reference,
-            now_ms,
-        } = f;
-        let accepted = self
-            .ingest
-            .enqueue(&identity(c), body, now_ms)
+    /// One-way: the session goes to Redis directly (one script call; no queue, no registry
+    /// read on a warm connection) and is bound to this socket, so `$disconnect` lingers it.
+    /// A socket that starts carrying another session records it (one registry write, once).
+    async fn heartbeat(
+        &self,
+        f: Frame<'_>,
+        session_id: Option<SessionId>,
+        state: HeartbeatState,
+    ) -> Result<(), ActionError> {
+        let Frame { c, now_ms, .. } = f;
+        let sid = session_id.or_else(|| c.session_id.clone()).ok_or_else(|| {
+            ActionError::BadRequest(
+                "session_id is required: this socket carries no session yet".into(),
+            )
+        })?;
+        let op = match state {
+            HeartbeatState::Active => SocketOp::Bind,
+            HeartbeatState::Ended => SocketOp::Ended,
+        };
+        if op == SocketOp::Bind && c.session_id.as_ref() != Some(&sid) {
+            if !self.registry.bind_session(&c.id, &sid).await? {
+                return Err(ActionError::BadRequest(
+                    "this connection is no longer registered; reconnect".into(),
+                ));
+            }
+            let mut bound = c.clone();
+            bound.session_id = Some(sid.clone());
+            self.connections.put(&bound, now_ms);
+        }
+        self.apply_session(c, &sid, op, now_ms)
             .await
-            .map_err(|e| match e {
-                IngestError::RateLimited => ActionError::RateLimited(e.to_string()),
-                other => ActionError::backend(&other),
-            })?;
-        Ok(ServerMessage::HeartbeatAck {
-            interval_s: accepted.interval_s,
-            reference,
-        })
+            .map_err(|e| ActionError::backend(&e))?;
+        Ok(())
+    }
+
+    /// One-way: whether region status events reach this socket. Written only on a change.
+    async fn visibility(&self, f: Frame<'_>, visible: bool) -> Result<(), ActionError> {
+        let Frame { c, now_ms, .. } = f;
+        if c.hidden == !visible {
+            return Ok(());
+        }
+        if !self.registry.set_hidden(&c.id, !visible).await? {
+            return Err(ActionError::BadRequest(
+                "this connection is no longer registered; reconnect".into(),
+            ));
+        }
+        let mut changed = c.clone();
+        changed.hidden = !visible;
+        self.connections.put(&changed, now_ms);
+        Ok(())
     }
 
     async fn join(&self, f: Frame<'_>, group: Group) -> Reply {
@@ -247,6 +315,7 @@ impl Hub {
         Ok(ServerMessage::Snapshot {
             region,
             facilities,
+            interval_s: self.interval_s,
             reference,
         })
     }

@@ -91,6 +91,7 @@ mod tests {
             region: RegionId::parse("r").unwrap(),
             session_id: None,
             connected_ms: 0,
+            hidden: false,
         }
     }
 

@@ -65,6 +65,10 @@ pub enum ActionError {
     NotMember(String),
     #[error("{0}")]
     RateLimited(String),
+    /// The frame is well formed but cannot be served as it is (e.g. a `heartbeat` without a
+    /// session on a socket that carries none).
+    #[error("{0}")]
+    BadRequest(String),
     /// A backend failed; the detail is logged, never sent.
     #[error("{}", UNAVAILABLE)]
     Unavailable,
@@ -77,6 +81,7 @@ impl ActionError {
             Self::Forbidden(_) => "forbidden",
             Self::NotMember(_) => "not_member",
             Self::RateLimited(_) => "rate_limited",
+            Self::BadRequest(_) => "bad_request",
             Self::Unavailable => "unavailable",
         }
     }

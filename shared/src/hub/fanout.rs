@@ -143,22 +143,14 @@ impl Hub {
         }
     }
 
-    /// ws-push: one push-queue message. Status events go to `region:{r}` and `facility:{f}`.
+    /// ws-push: one push-queue message. Status events go to `region:{r}` (its visible sockets)
+    /// and `facility:{f}`, coalesced per region ([`Hub::push_statuses`]); ws-push hands a
+    /// batch's statuses of one region over together.
     pub async fn push(&self, message: &PushMessage, now_ms: i64) -> Result<Delivered, HubError> {
         match message {
             PushMessage::Status(event) => {
-                let mut targets = BTreeSet::new();
-                for g in event.groups() {
-                    targets.extend(
-                        self.group_connections(&g)
-                            .await?
-                            .into_iter()
-                            .map(|(id, _)| id),
-                    );
-                }
-                let ids: Vec<String> = targets.into_iter().collect();
-                let frame = serde_json::to_string(event).expect("event serializes");
-                Ok(self.deliver(&ids, &frame, now_ms).await)
+                self.push_statuses(&event.status.region, std::slice::from_ref(&event.status), now_ms)
+                    .await
             }
             PushMessage::Deliver(d) => {
                 let mut ids: Vec<String> = match &d.to {

@@ -5,6 +5,7 @@ use crate::auth::AuthError;
 use crate::flips::publish_flips;
 use crate::ids::SessionId;
 use crate::protocol::{HeartbeatState, QUEUE_MESSAGE_VERSION, QueueMessage};
+use crate::sessions::{Outcome, SocketOp};
 
 /// API Gateway connection ids are short base64-like strings.
 fn valid_connection_id(id: &str) -> bool {
@@ -40,11 +41,12 @@ impl Hub {
             region: identity.region.clone(),
             session_id: session_id.clone(),
             connected_ms: now_ms,
+            hidden: false,
         };
         self.registry.register(&connection).await?;
         if let Some(sid) = &session_id {
             if let Err(e) = self
-                .apply_session(&connection, sid, HeartbeatState::Active, now_ms)
+                .apply_session(&connection, sid, SocketOp::Bind, now_ms)
                 .await
             {
                 // Refuse the socket rather than show a presence we could not record.
@@ -55,7 +57,8 @@ impl Hub {
         Ok(connection)
     }
 
-    /// `$disconnect` (or a connection found gone): remove it and end its session.
+    /// `$disconnect` (or a connection found gone): remove it; the session it carried lingers
+    /// for the disconnect grace (`SocketOp::Linger`) unless another socket carries it now.
     /// Idempotent; an unknown connection is fine.
     pub async fn disconnect(
         &self,
@@ -67,22 +70,23 @@ impl Hub {
         let removed = self.registry.remove(connection_id).await?;
         if let Some(c) = &removed {
             if let Some(sid) = &c.session_id {
-                self.apply_session(c, sid, HeartbeatState::Ended, now_ms)
+                let grace_ms = self.disconnect_grace_ms;
+                self.apply_session(c, sid, SocketOp::Linger { grace_ms }, now_ms)
                     .await?;
             }
         }
         Ok(removed)
     }
 
-    /// Applies the socket's session to Redis directly (one script call) and publishes the
-    /// flips it caused.
-    async fn apply_session(
+    /// Applies what the socket does to its session in Redis directly (one script call, no
+    /// queue) and publishes the flips it caused.
+    pub(super) async fn apply_session(
         &self,
         c: &Connection,
         sid: &SessionId,
-        state: HeartbeatState,
+        op: SocketOp,
         now_ms: i64,
-    ) -> Result<(), HubError> {
+    ) -> Result<Outcome, HubError> {
         let msg = QueueMessage {
             v: QUEUE_MESSAGE_VERSION,
             session_id: sid.clone(),
@@ -90,17 +94,18 @@ impl Hub {
             facility_id: c.facility.clone(),
             region: c.region.clone(),
             at_ms: now_ms,
-            state,
+            state: HeartbeatState::Active,
         };
-        let p = self.store.partitioner().partition_of(&c.facility);
-        let applied = self
+        let (p, outcome, flips) = self
             .store
-            .apply(p, now_ms, std::slice::from_ref(&msg))
+            .apply_socket(&msg, op, &c.id, now_ms)
             .await
             .map_err(|e| HubError::Unavailable(e.to_string()))?;
-        let flips: Vec<_> = applied.flips.into_iter().map(|f| (p, f)).collect();
-        publish_flips(&self.store, self.publisher.as_ref(), &flips).await;
-        Ok(())
+        if !flips.is_empty() {
+            let flips: Vec<_> = flips.into_iter().map(|f| (p, f)).collect();
+            publish_flips(&self.store, self.publisher.as_ref(), &flips).await;
+        }
+        Ok(outcome)
     }
 
     /// The connection `$default` serves: from the cache, else from the registry.

@@ -14,10 +14,18 @@ pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum ClientAction {
+    /// One-way: keeps the session alive (or ends it) and binds it to this socket.
     Heartbeat {
-        session_id: SessionId,
+        /// Default: the session the socket carries already.
+        #[serde(default)]
+        session_id: Option<SessionId>,
         #[serde(default)]
         state: HeartbeatState,
+    },
+    /// One-way: whether the page is visible (hidden sockets get no region status events but
+    /// their own facility's).
+    Visibility {
+        visible: bool,
     },
     Join {
         group: Group,
@@ -46,6 +54,7 @@ impl ClientAction {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Heartbeat { .. } => "heartbeat",
+            Self::Visibility { .. } => "visibility",
             Self::Join { .. } => "join",
             Self::Leave { .. } => "leave",
             Self::Send { .. } => "send",
@@ -59,6 +68,7 @@ impl ClientAction {
 /// The action names, for errors about unknown ones.
 pub const ACTIONS: &[&str] = &[
     "heartbeat",
+    "visibility",
     "join",
     "leave",
     "send",
@@ -66,6 +76,26 @@ pub const ACTIONS: &[&str] = &[
     "snapshot",
     "ping",
 ];
+
+/// The actions API Gateway routes to their own one-way routes (`template.yaml`
+/// `HeartbeatRoute`, `VisibilityRoute`): no route response, so no billed reply. Their errors
+/// are posted to the connection instead.
+pub const ONE_WAY_ACTIONS: &[&str] = &["heartbeat", "visibility"];
+
+/// Whether API Gateway routes `body` to a one-way route: a JSON object whose `action` is one
+/// of [`ONE_WAY_ACTIONS`] (its route selection expression is `$request.body.action`).
+pub fn names_one_way_action(body: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Selector<'a> {
+        #[serde(borrow)]
+        action: Option<std::borrow::Cow<'a, str>>,
+    }
+    body.len() <= MAX_FRAME_BYTES
+        && serde_json::from_str::<Selector>(body)
+            .ok()
+            .and_then(|s| s.action)
+            .is_some_and(|a| ONE_WAY_ACTIONS.contains(&a.as_ref()))
+}
 
 /// A frame that could not be turned into an action: what to answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,15 +248,16 @@ pub enum ServerMessage {
     Snapshot {
         region: RegionId,
         facilities: Vec<FacilityStatus>,
-        #[serde(rename = "ref", skip_serializing_if = "Option::is_none", default)]
-        reference: Option<Value>,
-    },
-    /// The acknowledgement of a `heartbeat`, with the interval to keep.
-    #[serde(rename = "heartbeat")]
-    HeartbeatAck {
+        /// The heartbeat interval the server wants from this browser.
         interval_s: u64,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none", default)]
         reference: Option<Value>,
+    },
+    /// Status events of one region gathered over the coalescing window, oldest first.
+    #[serde(rename = "facility.statuses")]
+    Statuses {
+        region: RegionId,
+        statuses: Vec<FacilityStatus>,
     },
     #[serde(rename = "pong")]
     Pong {

@@ -25,6 +25,7 @@
 
 mod actions;
 pub mod cache;
+mod coalesce;
 pub mod error;
 mod fanout;
 pub mod gateway;
@@ -46,7 +47,6 @@ pub use setup::{HubConfig, HubPorts};
 pub use crate::protocol::Group;
 
 use crate::auth::Authenticator;
-use crate::ingest::Ingest;
 use crate::queue::PushPublisher;
 use crate::sessions::{RedisConnection, SessionStore};
 use std::sync::Arc;
@@ -111,10 +111,15 @@ pub struct Hub {
     gateway: Arc<dyn ConnectionGateway>,
     store: SessionStore,
     publisher: Arc<dyn PushPublisher>,
-    ingest: Ingest,
     settings: HubSettings,
     limiter: Arc<crate::ratelimit::RateLimiter>,
     connections: Arc<cache::ConnectionCache>,
+    /// The interval clients are told (`snapshot`'s `interval_s`).
+    interval_s: u64,
+    /// How long a socket's session outlives the socket (`SocketOp::Linger`).
+    disconnect_grace_ms: i64,
+    /// ws-push's status coalescing window (0: off).
+    coalesce_window: Duration,
 }
 
 impl std::fmt::Debug for Hub {
@@ -130,11 +135,6 @@ impl Hub {
     /// The hub from its configuration, a Redis connection and its ports: the one
     /// constructor, used by the functions' cold start ([`setup::build`]) and the local stack.
     pub fn new(config: &HubConfig, redis: RedisConnection, ports: HubPorts) -> Self {
-        let ingest = Ingest::new(
-            config.auth.clone(),
-            ports.heartbeats,
-            config.sessions.heartbeat_interval.as_secs(),
-        );
         let hub = Self {
             auth: config.auth.clone(),
             policy: Arc::new(DefaultPolicy),
@@ -142,10 +142,13 @@ impl Hub {
             gateway: ports.gateway,
             store: ports.sessions.store(redis, &config.sessions),
             publisher: ports.sessions.push,
-            ingest,
             settings: HubSettings::default(),
             limiter: Arc::new(crate::ratelimit::RateLimiter::new(0, 0.0)),
             connections: Arc::new(cache::ConnectionCache::new(0, 0)),
+            interval_s: config.sessions.heartbeat_interval.as_secs(),
+            disconnect_grace_ms: i64::try_from(config.sessions.disconnect_grace.as_millis())
+                .unwrap_or(i64::MAX),
+            coalesce_window: config.coalesce_window,
         };
         hub.with_settings(HubSettings::default())
     }

@@ -8,7 +8,6 @@ use super::{
 use crate::auth::Authenticator;
 use crate::aws::{SdkConfig, WarmUp};
 use crate::config::{AwsSettings, ConfigError, Env, RedisSettings, SessionSettings};
-use crate::queue::{HeartbeatQueue, SqsQueue};
 use crate::sessions::RedisConnection;
 use crate::wiring::SessionPorts;
 use std::sync::Arc;
@@ -26,10 +25,13 @@ pub struct HubConfig {
     pub facilities_table: String,
     /// `WEBSOCKET_ENDPOINT`: the management API, `https://{api}.execute-api.{region}.amazonaws.com/{stage}`.
     pub websocket_endpoint: String,
-    /// `HEARTBEAT_QUEUE_URL`: heartbeats sent over the socket go the same way as HTTP ones.
-    pub heartbeat_queue_url: String,
     /// `PUSH_QUEUE_URL`: where flips caused at connect and disconnect go.
     pub push_queue_url: String,
+    /// `STATUS_COALESCE_MS` (default 750, 0..=5000; 0 turns coalescing off): ws-push sends a
+    /// region's first status event at once, then gathers the region's events for this long
+    /// into one frame (`facility.statuses`), so a region-wide outage costs each socket a few
+    /// frames, not hundreds.
+    pub coalesce_window: std::time::Duration,
 }
 
 impl HubConfig {
@@ -43,8 +45,17 @@ impl HubConfig {
             connections_table: env.require("CONNECTIONS_TABLE")?,
             facilities_table: env.require("FACILITIES_TABLE")?,
             websocket_endpoint: env.require_url("WEBSOCKET_ENDPOINT", &urls)?,
-            heartbeat_queue_url: env.require_url("HEARTBEAT_QUEUE_URL", &urls)?,
             push_queue_url: env.require_url("PUSH_QUEUE_URL", &urls)?,
+            coalesce_window: {
+                let ms: u64 = env.parse_or("STATUS_COALESCE_MS", 750)?;
+                if ms > 5000 {
+                    return Err(ConfigError::Malformed {
+                        name: "STATUS_COALESCE_MS",
+                        reason: format!("{ms} is outside 0..=5000"),
+                    });
+                }
+                std::time::Duration::from_millis(ms)
+            },
         })
     }
 }
@@ -56,8 +67,6 @@ pub struct HubPorts {
     pub registry: Arc<dyn ConnectionRegistry>,
     /// Posting to connections (the management API).
     pub gateway: Arc<dyn ConnectionGateway>,
-    /// Where socket heartbeats go (the heartbeat queue).
-    pub heartbeats: Arc<dyn HeartbeatQueue>,
     /// The push queue and the partition ledger, for the sessions sockets carry.
     pub sessions: SessionPorts,
 }
@@ -79,10 +88,6 @@ impl HubPorts {
                 config.connections_table.clone(),
             )),
             gateway: Arc::new(ApiGatewayManagement::new(sdk, &config.websocket_endpoint)),
-            heartbeats: Arc::new(SqsQueue::new(
-                aws_sdk_sqs::Client::new(sdk),
-                config.heartbeat_queue_url.clone(),
-            )),
             sessions: SessionPorts::aws(sdk, &config.push_queue_url, &config.facilities_table),
         }
     }
@@ -95,7 +100,8 @@ pub enum WsFunction {
     Connect,
     /// ws-disconnect: the connections table, the push queue.
     Disconnect,
-    /// ws-message: the connections table, the heartbeat queue, the management API.
+    /// ws-message: the connections table, the push queue (flips of the sessions socket
+    /// heartbeats carry), the management API.
     Message,
     /// ws-push: the connections table, the management API.
     Push,
@@ -114,7 +120,7 @@ impl WsFunction {
         let api = || var("WEBSOCKET_ENDPOINT").map(|e| connections(sdk, e));
         match self {
             Self::Connect | Self::Disconnect => vec![table(), queue("PUSH_QUEUE_URL")],
-            Self::Message => vec![table(), queue("HEARTBEAT_QUEUE_URL"), api()],
+            Self::Message => vec![table(), queue("PUSH_QUEUE_URL"), api()],
             Self::Push => vec![table(), api()],
         }
         .into_iter()

@@ -9,6 +9,7 @@ mod connection;
 pub mod model;
 mod partition;
 mod reads;
+pub mod outbox;
 mod reply;
 mod rollup_ops;
 
@@ -37,6 +38,7 @@ macro_rules! script {
 }
 
 static HEARTBEAT: LazyLock<Script> = script!("heartbeat.lua");
+static SOCKET: LazyLock<Script> = script!("socket.lua");
 static SWEEP: LazyLock<Script> = script!("sweep.lua");
 static ACK_PUBLISHED: LazyLock<Script> = script!("ack_published.lua");
 static ROLLUP_COLLECT: LazyLock<Script> = script!("rollup_collect.lua");
@@ -100,6 +102,25 @@ pub enum Outcome {
     Conflict,
     /// An end for a session never seen: remembered so that late heartbeats cannot revive it.
     EndedUnknown,
+    /// Its socket closed: the session's deadline moved in to the disconnect grace
+    /// ([`SocketOp::Linger`]).
+    Lingering,
+    /// Its socket closed, but another socket carries the session now (or its deadline is
+    /// sooner than the grace): no change.
+    Kept,
+}
+
+/// What a WebSocket connection does to the session it carries (`socket.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketOp {
+    /// A heartbeat on the socket (`$connect` with `session_id`, or a `heartbeat` frame):
+    /// applied as an `active` heartbeat, and the session remembers this socket.
+    Bind,
+    /// The socket closed (`$disconnect`, or found gone): unless another socket carries the
+    /// session, it stays online at most `grace` longer.
+    Linger { grace_ms: i64 },
+    /// The client ended the session on the socket: offline now.
+    Ended,
 }
 
 impl Outcome {
@@ -113,6 +134,8 @@ impl Outcome {
             't' => Self::TooLate,
             'c' => Self::Conflict,
             'x' => Self::EndedUnknown,
+            'l' => Self::Lingering,
+            'k' => Self::Kept,
             _ => return None,
         })
     }
@@ -329,6 +352,51 @@ impl SessionStore {
             flips.extend(self.settle_new_epoch(partition, now_ms).await);
         }
         Ok(Applied { outcomes, flips })
+    }
+
+    /// Applies what connection `connection_id` does to the session of `heartbeat` (its state
+    /// is ignored: `op` says) in one atomic script call on its partition.
+    pub async fn apply_socket(
+        &self,
+        heartbeat: &QueueMessage,
+        op: SocketOp,
+        connection_id: &str,
+        now_ms: i64,
+    ) -> Result<(Partition, Outcome, Vec<FacilityStatus>), StoreError> {
+        let partition = self.partitioner.partition_of(&heartbeat.facility_id);
+        let (name, grace_ms) = match op {
+            SocketOp::Bind => ("bind", 0),
+            SocketOp::Linger { grace_ms } => ("linger", grace_ms),
+            SocketOp::Ended => ("ended", 0),
+        };
+        let reply: Value = SOCKET
+            .key(partition.deadlines_key())
+            .arg(partition.prefix())
+            .arg(now_ms)
+            .arg(self.ttl_ms)
+            .arg(self.loss_hold_ms)
+            .arg(heartbeat.session_id.as_str())
+            .arg(heartbeat.user_id.as_str())
+            .arg(heartbeat.facility_id.as_str())
+            .arg(heartbeat.region.as_str())
+            .arg(heartbeat.at_ms)
+            .arg(name)
+            .arg(connection_id)
+            .arg(grace_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let [code, flips, new_epoch] = take_array::<3>("socket", reply)?;
+        let code = as_string("socket", &code)?;
+        let outcome = code
+            .chars()
+            .next()
+            .and_then(Outcome::from_code)
+            .ok_or_else(|| StoreError::reply("socket", format!("outcome {code:?}")))?;
+        let mut flips = parse_flips("socket", flips)?;
+        if as_int("socket", &new_epoch)? == 1 {
+            flips.extend(self.settle_new_epoch(partition, now_ms).await);
+        }
+        Ok((partition, outcome, flips))
     }
 
     /// Claims up to `limit` sessions of `partition` whose deadline is before `now_ms`.

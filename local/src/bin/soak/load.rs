@@ -142,9 +142,9 @@ pub(crate) async fn watcher(
                 let Some(Ok(m)) = m else { break };
                 let Message::Text(t) = m else { continue };
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else { continue };
-                if v["type"] == "facility.status" {
-                    let f = v["facility_id"].as_str().unwrap_or_default().to_owned();
-                    let version = v["version"].as_u64().unwrap_or(0);
+                for st in presence::protocol::statuses_in(&v) {
+                    let f = st["facility_id"].as_str().unwrap_or_default().to_owned();
+                    let version = st["version"].as_u64().unwrap_or(0);
                     let mut seen = seen.lock().expect("seen lock");
                     let e = seen.entry(f).or_default();
                     *e = (*e).max(version);

@@ -53,6 +53,37 @@ impl DynamoConnectionRegistry {
                 .and_then(|v| v.as_n().ok())
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
+            hidden: item
+                .get("hidden")
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
+        })
+    }
+
+    /// `SET`s on an existing connection item; `false` when there is none.
+    async fn update_existing(
+        &self,
+        id: &str,
+        attribute: &str,
+        expression: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool, RegistryError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("CONN#{id}")))
+            .key("sk", s("META"))
+            .update_expression(expression)
+            // `#a`: attribute names may be reserved words (HIDDEN is one).
+            .expression_attribute_names("#a", attribute)
+            .condition_expression("attribute_exists(pk)");
+        for (k, v) in values {
+            update = update.expression_attribute_values(*k, v.clone());
+        }
+        written(update.send().await, |e| {
+            e.is_conditional_check_failed_exception()
         })
     }
 
@@ -128,6 +159,9 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
             );
         if let Some(sid) = &c.session_id {
             put = put.item("session_id", s(sid.as_str()));
+        }
+        if c.hidden {
+            put = put.item("hidden", AttributeValue::Bool(true));
         }
         put.send().await.map(|_| ()).map_err(|e| describe(&e))
     }
@@ -262,5 +296,26 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
             .collect::<Vec<_>>()
             .await;
         read_all(items, |i| text(i, "conn_id"))
+    }
+
+    async fn region_sockets(&self, region: &RegionId) -> Result<Vec<Connection>, RegistryError> {
+        let items = self
+            .query(
+                Some("by-region"),
+                "region_pk = :k",
+                &[(":k", format!("REGION#{region}"))],
+            )
+            .await?;
+        items.iter().map(Self::connection_from).collect()
+    }
+
+    async fn bind_session(&self, id: &str, session: &SessionId) -> Result<bool, RegistryError> {
+        self.update_existing(id, "session_id", "SET #a = :v", &[(":v", s(session.as_str()))])
+            .await
+    }
+
+    async fn set_hidden(&self, id: &str, hidden: bool) -> Result<bool, RegistryError> {
+        self.update_existing(id, "hidden", "SET #a = :v", &[(":v", AttributeValue::Bool(hidden))])
+            .await
     }
 }

@@ -1,7 +1,7 @@
 //! The connection registry in memory, for the local stack and tests.
 
 use super::{Connection, ConnectionRegistry, RegistryError};
-use crate::ids::{FacilityId, RegionId, UserId};
+use crate::ids::{FacilityId, RegionId, SessionId, UserId};
 use async_trait::async_trait;
 
 /// The registry in memory, for the local stack and tests. Same contract as the DynamoDB one.
@@ -132,5 +132,35 @@ impl ConnectionRegistry for MemoryConnectionRegistry {
 
     async fn all_connections(&self) -> Result<Vec<String>, RegistryError> {
         Ok(self.with(|s| s.connections.keys().cloned().collect()))
+    }
+
+    async fn region_sockets(&self, region: &RegionId) -> Result<Vec<Connection>, RegistryError> {
+        Ok(self.with(|s| {
+            s.connections
+                .values()
+                .filter(|c| c.region == *region)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn bind_session(&self, id: &str, session: &SessionId) -> Result<bool, RegistryError> {
+        Ok(self.with(|s| match s.connections.get_mut(id) {
+            Some(c) => {
+                c.session_id = Some(session.clone());
+                true
+            }
+            None => false,
+        }))
+    }
+
+    async fn set_hidden(&self, id: &str, hidden: bool) -> Result<bool, RegistryError> {
+        Ok(self.with(|s| match s.connections.get_mut(id) {
+            Some(c) => {
+                c.hidden = hidden;
+                true
+            }
+            None => false,
+        }))
     }
 }

@@ -35,9 +35,13 @@ pub struct Connection {
     pub user: UserId,
     pub facility: FacilityId,
     pub region: RegionId,
-    /// The session bound to this socket (`?session_id=`), ended at `$disconnect`.
+    /// The session this socket carries (`?session_id=` at `$connect`, or the last
+    /// `heartbeat` frame's), which lingers at `$disconnect`.
     pub session_id: Option<SessionId>,
     pub connected_ms: i64,
+    /// The page said it is hidden (`visibility` frame): region status events skip it, except
+    /// its own facility's.
+    pub hidden: bool,
 }
 
 /// A registry failure (for logs): the port's cause.
@@ -72,4 +76,13 @@ pub trait ConnectionRegistry: Send + Sync {
     /// Every registered connection id. Reads every connection item (not memberships): only
     /// for `resync` after a Redis data loss, never on a schedule.
     async fn all_connections(&self) -> Result<Vec<String>, RegistryError>;
+    /// The connections of a region, whole (with their facility and visibility): one read of
+    /// the `by-region` index for a coalesced status frame.
+    async fn region_sockets(&self, region: &RegionId) -> Result<Vec<Connection>, RegistryError>;
+    /// Records the session a registered connection carries; `false` when the connection is
+    /// not registered (nothing is written).
+    async fn bind_session(&self, id: &str, session: &SessionId) -> Result<bool, RegistryError>;
+    /// Records whether the connection's page is hidden; `false` when the connection is not
+    /// registered (nothing is written).
+    async fn set_hidden(&self, id: &str, hidden: bool) -> Result<bool, RegistryError>;
 }
