@@ -176,7 +176,7 @@ if timeout 600 cargo run --quiet -p presence-local --bin presence-soak -- \
    && grep -Eq '^ *client errors +0$' "$soak_log" \
    && grep -Eq '^ *flips lost +0 ' "$soak_log" \
    && grep -Eq '^ *connections left +0 ' "$soak_log"; then
-  ok "the soak command runs: $(grep -E -m1 '^ *heartbeats acked' "$soak_log" | tr -s ' ')"
+  ok "the soak command runs: $(grep -E -m1 '^ *heartbeats applied' "$soak_log" | tr -s ' ')"
 else
   not_ok "the soak command failed" "$soak_log"
 fi

@@ -213,10 +213,16 @@ async fn websocket_events() {
             "join" => "joined",
             "send" => "sent",
             "bad-frame" => "error",
+            // One-way routes: applied, and nothing goes back.
+            "heartbeat" | "visibility" => "",
             other => panic!("no expectation for events/ws-message/{other}.json"),
         };
         let r = ws_message::handle(&hub, event(&path), now + 60_000).await;
         assert_eq!(r.status_code, 200, "{name}");
+        if expected.is_empty() {
+            assert!(r.body.is_none(), "{name}: a one-way frame got {r:?}");
+            continue;
+        }
         // The reply is the route response's body, sent back on the same connection.
         let Some(aws_lambda_events::encodings::Body::Text(body)) = &r.body else {
             panic!("{name}: no reply body: {r:?}")
@@ -224,6 +230,9 @@ async fn websocket_events() {
         let reply: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(reply["type"], expected, "{name}: {body}");
     }
+
+    let conn = registry.get("L0SM9cOFvHcCIhw=").await.unwrap().unwrap();
+    assert!(conn.hidden, "the visibility event hid the sample connection");
 
     for path in files("ws-disconnect") {
         let r = ws_disconnect::handle(&hub, event(&path), now).await;
