@@ -1,7 +1,8 @@
 // app.js — the Presence dashboard: sign-in, facility tiles, event log, chat, simulation.
 // Plain ES module, no build step. Talks to the local stack on the page's own origin
 // (/dev/config, /dev/directory, /dev/token, /dev/simulation) and to Presence through
-// PresenceClient (heartbeats + WebSocket).
+// PresenceClient (one WebSocket per tab; the leader tab's carries the heartbeats, with HTTP as
+// the fallback).
 import { PresenceClient } from './presence-client.js';
 
 const USER_KEY = 'presence.user'; // sessionStorage: the signed-in user of this tab
@@ -278,6 +279,7 @@ function renderDashboard(s) {
   setChatState('left');
   setConnection({ state: 'connecting', attempt: 0 });
   $('leader').hidden = true;
+  delete $('leader').dataset.via;
   updateSummary();
 }
 
@@ -292,6 +294,7 @@ function resetDashboard() {
   $('sim-count').dataset.count = '0';
   $('sim-error').textContent = '';
   $('leader').hidden = true;
+  delete $('leader').dataset.via;
   setChatState('left');
   setConnection({ state: 'closed', attempt: 0 });
 }
@@ -460,8 +463,23 @@ function wireClient(s) {
     addLog('system', leader ? 'This tab now sends the heartbeats' : 'This tab no longer sends the heartbeats');
   });
 
-  on('heartbeat', ({ interval_s: interval }) => {
-    $('leader').title = `This tab sends the heartbeats for the whole browser, every ${interval} s`;
+  on('heartbeat', ({ interval_s: interval, via }) => {
+    const leader = $('leader');
+    const over = via === 'http' ? 'over HTTP (the socket is not open)' : 'over the WebSocket';
+    leader.title = `This tab sends the heartbeats for the whole browser, every ${interval} s, ${over}`;
+    if (leader.dataset.via !== via) {
+      if (leader.dataset.via) addLog('system', `Heartbeats now go ${over}`);
+      leader.dataset.via = via;
+    }
+  });
+
+  on('visibility', ({ visible }) => {
+    addLog(
+      'system',
+      visible
+        ? 'Visible again: live updates of every facility resumed'
+        : 'Hidden for a while: only your own facility is updated live until you come back',
+    );
   });
 
   on('snapshot', ({ applied }) => {

@@ -1,31 +1,60 @@
 /**
  * presence-client.js — a small, dependency-free browser client for Presence.
  *
- * Two channels reach the server:
+ * One WebSocket per tab, and ONE heartbeat stream per browser:
  *
- * - **HTTP heartbeats** (`POST /v1/heartbeats`) make this browser count as "online" at the
- *   user's facility. There is ONE heartbeat stream per browser, not per tab: the tabs elect a
- *   leader (Web Locks, or a localStorage lease where Web Locks is missing) and only the leader
- *   heartbeats, with a browser-wide session id kept in `localStorage`. When the last tab goes
- *   away it says `ended` with `navigator.sendBeacon`, so the facility flips offline at once
- *   instead of after the session TTL; when other tabs remain, one of them takes over.
- * - **A WebSocket per tab** receives `facility.status` events and chat traffic. It is opened
- *   WITHOUT `session_id` (presence comes from the heartbeats), reconnects with full-jitter
+ * - **Heartbeats** make this browser count as "online" at the user's facility. The tabs elect
+ *   a leader (Web Locks, or a localStorage lease where Web Locks is missing) and only the
+ *   leader heartbeats, with a browser-wide session id kept in `localStorage`. Presence rides
+ *   the leader's socket: it is opened with `&session_id=` (the server applies and binds the
+ *   session at `$connect`) and the backstop heartbeats are one-way frames
+ *   `{"action":"heartbeat","session_id"}` every `interval_s` (told by the server in the
+ *   `snapshot` reply and in HTTP 202s). While the socket is not open, the leader falls back to
+ *   `POST /v1/heartbeats`. The heartbeat clock runs in a tiny dedicated Worker where one can
+ *   be made (page timers of hidden tabs are throttled to once a minute), else on page timers.
+ *   When the last tab goes away it says `ended` with `navigator.sendBeacon`, so the facility
+ *   flips offline at once instead of after the session TTL; when other tabs remain, one of
+ *   them takes over and binds the session to its own socket at once.
+ * - **The WebSocket** receives `facility.status` / `facility.statuses` events and chat
+ *   traffic. Non-leader tabs open it without `session_id`. It reconnects with full-jitter
  *   exponential backoff, and on every open asks for a `snapshot` and re-joins the chat groups
- *   this tab asked to join.
+ *   this tab asked to join. A page hidden for longer than `hiddenGraceMs` tells the server
+ *   (`{"action":"visibility","visible":false}`), which then sends it only its own facility's
+ *   events; shown again, it says `visible: true` and takes a fresh snapshot.
  *
  * Everything is exported so it can be unit-tested under Node (`node --test web/test/`): the
- * browser APIs the client touches can be replaced through the `env` constructor option.
+ * browser APIs the client touches (timers and the clock included) can be replaced through the
+ * `env` constructor option.
  *
  * @module presence-client
  */
 
 /** Heartbeat interval used until the server tells another one, in seconds. */
-export const DEFAULT_INTERVAL_S = 30;
+export const DEFAULT_INTERVAL_S = 60;
+
+/** How long the page must stay hidden before the server is told to stop region events. */
+export const DEFAULT_HIDDEN_GRACE_MS = 30_000;
+
+/**
+ * The dedicated worker that keeps the heartbeat clock: page timers of a hidden tab run at most
+ * once a minute (Chrome's intensive throttling), a dedicated worker's are not throttled.
+ * Message `{ms}` (re)starts a tick every `ms` milliseconds, `{ms: 0}` stops it.
+ */
+export const TICKER_WORKER_SOURCE = `let timer = null;
+self.onmessage = (event) => {
+  clearInterval(timer);
+  timer = null;
+  const ms = Number(event.data && event.data.ms);
+  if (ms > 0) timer = setInterval(() => self.postMessage('tick'), ms);
+};
+`;
 
 const WS_OPEN = 1; // WebSocket.OPEN, spelled out so that test doubles need not define it
 const STABLE_AFTER_MS = 10_000; // a connection open this long resets the backoff
 const PING_EVERY_MS = 4 * 60_000; // keeps a quiet socket under the 10 min idle timeout
+const TICK_MAX_MS = 15_000; // the heartbeat clock ticks every interval/4, at most this far apart
+const TICK_MIN_MS = 250;
+const LEADER_WAIT_MS = 500; // the first socket waits this long at most to learn leadership
 const TAB_HERE_EVERY_MS = 20_000; // each tab says "here" this often...
 const TAB_STALE_AFTER_MS = 150_000; // ...and is presumed gone after this much silence
 const LEASE_MS = 5_000; // fallback leader lease (no Web Locks): validity...
@@ -272,10 +301,127 @@ function settleWithin(promise, ms) {
 }
 
 /**
+ * A periodic tick for the heartbeat clock: from a dedicated Worker made from a Blob (not
+ * throttled in hidden tabs) when `Worker`, `URL.createObjectURL` and `Blob` exist and the
+ * worker starts, else from the page's `setInterval`. A worker that fails (a CSP without
+ * `worker-src blob:`, say) is given up for good and the page timer takes over.
+ */
+class Ticker {
+  #env;
+  #onTick;
+  #ms = 0;
+  #worker = null;
+  #workerUrl = null;
+  #workerFailed = false;
+  #timer = null;
+
+  /**
+   * @param {object} env the client's env (`Worker`, `URL`, `Blob`, `setInterval`, `clearInterval`)
+   * @param {() => void} onTick
+   */
+  constructor(env, onTick) {
+    this.#env = env;
+    this.#onTick = onTick;
+  }
+
+  /** @returns {"worker"|"page"|null} what ticks now */
+  get mode() {
+    if (this.#worker) return 'worker';
+    return this.#timer != null ? 'page' : null;
+  }
+
+  /** (Re)starts ticking every `ms`; a no-op when it already ticks at that period. */
+  start(ms) {
+    if (ms === this.#ms && this.mode) return;
+    this.#ms = ms;
+    if (!this.#worker && !this.#workerFailed) this.#worker = this.#makeWorker();
+    if (this.#worker) {
+      try {
+        this.#worker.postMessage({ ms });
+        return;
+      } catch {
+        this.#giveUpWorker();
+      }
+    }
+    this.#env.clearInterval(this.#timer);
+    this.#timer = this.#env.setInterval(this.#onTick, ms);
+  }
+
+  /** Stops ticking and ends the worker. */
+  stop() {
+    this.#ms = 0;
+    this.#endWorker();
+    this.#env.clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  #makeWorker() {
+    const { Worker: W, URL: U, Blob: B } = this.#env;
+    if (typeof W !== 'function' || typeof B !== 'function' || typeof U?.createObjectURL !== 'function') {
+      this.#workerFailed = true;
+      return null;
+    }
+    let url = null;
+    try {
+      url = U.createObjectURL(new B([TICKER_WORKER_SOURCE], { type: 'text/javascript' }));
+      const worker = new W(url);
+      worker.onmessage = () => {
+        if (this.#worker === worker) this.#onTick();
+      };
+      worker.onerror = (event) => {
+        event?.preventDefault?.();
+        if (this.#worker === worker) this.#giveUpWorker();
+      };
+      this.#workerUrl = url;
+      return worker;
+    } catch {
+      this.#workerFailed = true;
+      this.#revoke(url);
+      return null;
+    }
+  }
+
+  /** The worker failed: page timers from now on (at the same period, if ticking). */
+  #giveUpWorker() {
+    this.#workerFailed = true;
+    this.#endWorker();
+    const ms = this.#ms;
+    if (ms > 0) {
+      this.#env.clearInterval(this.#timer);
+      this.#timer = this.#env.setInterval(this.#onTick, ms);
+    }
+  }
+
+  #endWorker() {
+    const worker = this.#worker;
+    this.#worker = null;
+    if (worker) {
+      try {
+        worker.terminate();
+      } catch {
+        /* gone already */
+      }
+    }
+    this.#revoke(this.#workerUrl);
+    this.#workerUrl = null;
+  }
+
+  #revoke(url) {
+    if (!url) return;
+    try {
+      this.#env.URL.revokeObjectURL(url);
+    } catch {
+      /* ignore */
+    }
+  }
+}
+
+/**
  * The real-time client: heartbeats (when this tab leads), a WebSocket, and the facility board.
  *
  * Events (all `CustomEvent`s, payload in `event.detail`):
- * - `status`        a `FacilityStatus` that was applied (newer than the one held)
+ * - `status`        a `FacilityStatus` that was applied (newer than the one held), from a
+ *                   `facility.status` frame or one entry of a `facility.statuses` frame
  * - `snapshot`      `{region, facilities, applied, resync}` — the raw list and the entries
  *                   applied (with `resync`: every entry that changed, facilities no longer
  *                   known included, now offline); snapshot entries do not fire `status`, read
@@ -285,7 +431,11 @@ function settleWithin(promise, ms) {
  * - `member.joined`/`member.left` `{group, user}` — other users
  * - `connection`    `{state: "connecting"|"open"|"closed", attempt, code?, reason?, retry_in_ms?}`
  * - `leader`        `{leader: boolean}` — whether this tab sends the heartbeats
- * - `heartbeat`     `{interval_s}` — after each accepted HTTP heartbeat
+ * - `heartbeat`     `{interval_s, via: "socket"|"http", timer: "worker"|"page"|null}` — a
+ *                   heartbeat went out on the socket (a one-way frame, or the leader's socket
+ *                   opened with `session_id`), or an HTTP heartbeat was accepted
+ * - `visibility`    `{visible: boolean}` — what this tab told (or will tell, on the next open)
+ *                   the server: `false` after the page stayed hidden for `hiddenGraceMs`
  * - `error`         `{source: "heartbeat"|"server"|"websocket"|"leader"|"token", code?, message,
  *                    status?, action?, retry_in_ms?}` — failures no promise reports
  *
@@ -310,6 +460,7 @@ export class PresenceClient extends EventTarget {
   #getToken;
   #backoff;
   #requestTimeoutMs;
+  #hiddenGraceMs;
   #env;
 
   #running = false;
@@ -323,6 +474,10 @@ export class PresenceClient extends EventTarget {
   #reconnectTimer = null;
   #stableTimer = null;
   #pingTimer = null;
+  #lastSentAt = 0; // when a frame last went out on the socket
+  #socketSession = null; // the session_id the current socket was opened with
+  #leaderSettled = false; // whether this tab knows if it leads (the first connect waits)
+  #connectWaitTimer = null;
   /** @type {Map<string, {resolve: Function, reject: Function, timer: any, action: string, group?: string}>} */
   #pending = new Map();
   #nextRef = 1;
@@ -336,10 +491,13 @@ export class PresenceClient extends EventTarget {
   #lockAbort = null;
   #releaseLock = null;
   #leaseTimer = null;
-  #hbTimer = null;
-  #hbGen = 0; // bumped to orphan a heartbeat loop (leadership lost, stop, pagehide)
+  #ticker;
+  #hbRetryTimer = null; // an HTTP heartbeat that failed is retried by this timer
+  #hbGen = 0; // bumped to orphan a heartbeat in flight (leadership lost, stop, pagehide)
   #hbFailures = 0;
   #hbInFlight = null;
+  #lastBeatAt = -Infinity; // when the server last got a heartbeat of ours (our clock)
+  #lastVia = null;
   #intervalS = DEFAULT_INTERVAL_S;
   #memorySessionId = null; // used when localStorage is unavailable
 
@@ -348,6 +506,10 @@ export class PresenceClient extends EventTarget {
   /** @type {Map<string, number>} tab id -> last heard (ms) */
   #tabs = new Map();
   #hereTimer = null;
+
+  // Page visibility
+  #hiddenTimer = null;
+  #reportedHidden = false; // the server was told (or will be, on open) visible:false
 
   /**
    * @param {object} options
@@ -361,9 +523,13 @@ export class PresenceClient extends EventTarget {
    *        heartbeat answered 401 and before reconnecting a socket that never opened
    * @param {{baseMs?: number, maxMs?: number, random?: () => number}} [options.backoff]
    * @param {number} [options.requestTimeoutMs] how long a request waits for its reply
+   * @param {number} [options.hiddenGraceMs] how long the page must stay hidden before the
+   *        server is told to stop sending region events (default 30 000)
    * @param {object} [options.env] replacements for browser APIs (tests): `WebSocket`, `fetch`,
    *        `locks`, `storage`, `BroadcastChannel`, `sendBeacon`, `target` (gets the
-   *        `pagehide`/`pageshow`/`online` listeners)
+   *        `pagehide`/`pageshow`/`online` listeners), `document` (`visibilityState`, and the
+   *        `visibilitychange`/`resume` listeners), `Worker`, `URL` (`createObjectURL`), `Blob`,
+   *        `setTimeout`, `clearTimeout`, `setInterval`, `clearInterval` and `now` (ms clock)
    */
   constructor({
     token,
@@ -375,6 +541,7 @@ export class PresenceClient extends EventTarget {
     getToken = null,
     backoff = {},
     requestTimeoutMs = 10_000,
+    hiddenGraceMs = DEFAULT_HIDDEN_GRACE_MS,
     env = {},
   } = {}) {
     super();
@@ -390,6 +557,8 @@ export class PresenceClient extends EventTarget {
     this.#getToken = typeof getToken === 'function' ? getToken : null;
     this.#backoff = backoff;
     this.#requestTimeoutMs = requestTimeoutMs;
+    this.#hiddenGraceMs =
+      Number.isFinite(hiddenGraceMs) && hiddenGraceMs >= 0 ? hiddenGraceMs : DEFAULT_HIDDEN_GRACE_MS;
 
     const g = globalThis;
     const nav = g.navigator;
@@ -410,7 +579,18 @@ export class PresenceClient extends EventTarget {
         : typeof g.window === 'object' && typeof g.addEventListener === 'function'
           ? g
           : null,
+      document: has('document') ? env.document : g.document ?? null,
+      Worker: has('Worker') ? env.Worker : g.Worker ?? null,
+      URL: has('URL') ? env.URL : g.URL ?? null,
+      Blob: has('Blob') ? env.Blob : g.Blob ?? null,
+      // Wrapped: browsers refuse timers called with another `this` than the window.
+      setTimeout: env.setTimeout ?? ((fn, ms) => g.setTimeout(fn, ms)),
+      clearTimeout: env.clearTimeout ?? ((id) => g.clearTimeout(id)),
+      setInterval: env.setInterval ?? ((fn, ms) => g.setInterval(fn, ms)),
+      clearInterval: env.clearInterval ?? ((id) => g.clearInterval(id)),
+      now: env.now ?? (() => Date.now()),
     };
+    this.#ticker = new Ticker(this.#env, () => this.#onTick());
   }
 
   // ---------------------------------------------------------------- public state
@@ -440,6 +620,21 @@ export class PresenceClient extends EventTarget {
     return this.#intervalS;
   }
 
+  /** @returns {"socket"|"http"|null} how the last heartbeat went out */
+  get heartbeatVia() {
+    return this.#lastVia;
+  }
+
+  /** @returns {"worker"|"page"|null} what runs the heartbeat clock (null: not leading) */
+  get heartbeatTimer() {
+    return this.#ticker.mode;
+  }
+
+  /** @returns {boolean} false once the server was told this page is hidden */
+  get reportedVisible() {
+    return !this.#reportedHidden;
+  }
+
   /** @returns {string[]} the chat groups this tab is in (or asked to join) */
   get groups() {
     return [...this.#groups];
@@ -466,6 +661,11 @@ export class PresenceClient extends EventTarget {
       target.addEventListener('pageshow', this.#onPageShow);
       target.addEventListener('online', this.#onOnline);
     }
+    const doc = this.#env.document;
+    if (doc && typeof doc.addEventListener === 'function') {
+      doc.addEventListener('visibilitychange', this.#onVisibilityChange);
+      doc.addEventListener('resume', this.#onLifecycleResume);
+    }
     this.#resume();
     return this;
   }
@@ -486,6 +686,11 @@ export class PresenceClient extends EventTarget {
       target.removeEventListener('pagehide', this.#onPageHide);
       target.removeEventListener('pageshow', this.#onPageShow);
       target.removeEventListener('online', this.#onOnline);
+    }
+    const doc = this.#env.document;
+    if (doc && typeof doc.removeEventListener === 'function') {
+      doc.removeEventListener('visibilitychange', this.#onVisibilityChange);
+      doc.removeEventListener('resume', this.#onLifecycleResume);
     }
     if (this.#suspended) {
       this.#suspended = false; // pagehide already shut everything down
@@ -568,8 +773,22 @@ export class PresenceClient extends EventTarget {
   #resume() {
     this.#tabId = newSessionId();
     this.#attempt = 0;
+    this.#reportedHidden = false; // a new connection starts visible
     this.#openTabs();
+    // The leader's socket carries the session id, so the first connect waits (briefly) to
+    // learn whether this tab leads: Web Locks answer `ifAvailable` at once.
+    this.#leaderSettled = false;
+    this.#connectWaitTimer = this.#env.setTimeout(() => this.#settleLeadership(), LEADER_WAIT_MS);
     this.#acquireLeadership();
+    if (this.#isHidden()) this.#armHiddenGrace();
+  }
+
+  /** Leadership is known (or the wait is over): the first socket may open now. */
+  #settleLeadership() {
+    if (this.#leaderSettled) return;
+    this.#leaderSettled = true;
+    this.#env.clearTimeout(this.#connectWaitTimer);
+    this.#connectWaitTimer = null;
     this.#connect();
   }
 
@@ -582,7 +801,12 @@ export class PresenceClient extends EventTarget {
     const ended = this.#leader && alone ? this.#sendEnded(beacon) : null;
     this.#releaseLeadership(); // before "bye", so the lease is free when others hear it
     this.#closeTabs();
+    this.#env.clearTimeout(this.#connectWaitTimer);
+    this.#connectWaitTimer = null;
+    this.#env.clearTimeout(this.#hiddenTimer);
+    this.#hiddenTimer = null;
     this.#closeSocket();
+    this.#ticker.stop();
     return ended;
   }
 
@@ -608,6 +832,50 @@ export class PresenceClient extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
+  // ---------------------------------------------------------------- internals: visibility
+
+  #isHidden() {
+    return this.#env.document?.visibilityState === 'hidden';
+  }
+
+  #onVisibilityChange = () => {
+    if (!this.#running || this.#suspended) return;
+    if (this.#isHidden()) {
+      this.#armHiddenGrace();
+      return;
+    }
+    this.#env.clearTimeout(this.#hiddenTimer);
+    this.#hiddenTimer = null;
+    if (this.#reportedHidden) {
+      this.#reportedHidden = false;
+      this.#emit('visibility', { visible: true });
+      // A closed socket needs nothing: a new connection starts visible, with a snapshot.
+      if (this.#isOpen()) {
+        this.#sendRaw({ action: 'visibility', visible: true });
+        // Region events were not sent while hidden: take the region's state again.
+        this.#request({ action: 'snapshot' }).catch((error) => this.#reportRequestError(error));
+      }
+    }
+    this.#beatIfStale(); // a hidden page may have been frozen, or its timers throttled
+  };
+
+  #onLifecycleResume = () => {
+    // Back from the frozen state (Page Lifecycle): no timer ran meanwhile.
+    if (this.#running && !this.#suspended) this.#beatIfStale();
+  };
+
+  /** Tells the server to stop region events once the page stayed hidden for the grace. */
+  #armHiddenGrace() {
+    if (this.#hiddenTimer || this.#reportedHidden) return;
+    this.#hiddenTimer = this.#env.setTimeout(() => {
+      this.#hiddenTimer = null;
+      if (!this.#running || this.#suspended || !this.#isHidden() || this.#reportedHidden) return;
+      this.#reportedHidden = true;
+      this.#emit('visibility', { visible: false });
+      this.#sendRaw({ action: 'visibility', visible: false }); // or right after the next open
+    }, this.#hiddenGraceMs);
+  }
+
   // ---------------------------------------------------------------- internals: tabs
 
   #openTabs() {
@@ -622,11 +890,11 @@ export class PresenceClient extends EventTarget {
     }
     this.#channel.onmessage = (event) => this.#onTabMessage(event.data);
     this.#post('hello');
-    this.#hereTimer = setInterval(() => this.#post('here'), TAB_HERE_EVERY_MS);
+    this.#hereTimer = this.#env.setInterval(() => this.#post('here'), TAB_HERE_EVERY_MS);
   }
 
   #closeTabs() {
-    clearInterval(this.#hereTimer);
+    this.#env.clearInterval(this.#hereTimer);
     this.#hereTimer = null;
     if (this.#channel) {
       this.#post('bye');
@@ -653,10 +921,10 @@ export class PresenceClient extends EventTarget {
     const { type, tab } = message;
     if (typeof tab !== 'string' || tab === this.#tabId) return;
     if (type === 'hello') {
-      this.#tabs.set(tab, Date.now());
+      this.#tabs.set(tab, this.#env.now());
       this.#post('here'); // so the newcomer learns about this tab
     } else if (type === 'here') {
-      this.#tabs.set(tab, Date.now());
+      this.#tabs.set(tab, this.#env.now());
     } else if (type === 'bye') {
       this.#tabs.delete(tab);
       if (this.#leaseTimer) this.#leaseTick(); // maybe the leader left: try the lease now
@@ -665,7 +933,7 @@ export class PresenceClient extends EventTarget {
 
   /** Other live tabs; a tab silent for too long (crashed, killed) no longer counts. */
   #otherTabsAlive() {
-    const now = Date.now();
+    const now = this.#env.now();
     for (const [tab, seen] of this.#tabs) {
       if (now - seen > TAB_STALE_AFTER_MS) this.#tabs.delete(tab);
     }
@@ -682,27 +950,44 @@ export class PresenceClient extends EventTarget {
     }
     const abort = new AbortController();
     this.#lockAbort = abort;
-    let request;
-    try {
-      // Held for as long as the promise returned by the callback is pending: the tab's life,
-      // or until #releaseLeadership. The browser frees it if the tab dies.
-      request = locks.request(this.#lockName, { signal: abort.signal }, () => {
-        if (abort.signal.aborted || this.#lockAbort !== abort) return undefined;
-        return new Promise((release) => {
-          this.#releaseLock = release;
-          this.#setLeader(true);
-        });
+    const current = () => !abort.signal.aborted && this.#lockAbort === abort;
+    // Held for as long as the promise returned by the callback is pending: the tab's life,
+    // or until #releaseLeadership. The browser frees it if the tab dies.
+    const hold = (lock) => {
+      if (!lock || !current()) return undefined;
+      return new Promise((release) => {
+        this.#releaseLock = release;
+        this.#setLeader(true);
       });
-    } catch (error) {
-      request = Promise.reject(error);
-    }
-    Promise.resolve(request).catch((error) => {
+    };
+    const refused = (error) => {
       if (error?.name === 'AbortError' || this.#lockAbort !== abort) return;
       // Web Locks refused (e.g. an opaque origin): fall back to the lease.
       this.#emit('error', { source: 'leader', message: String(error?.message ?? error) });
       this.#lockAbort = null;
       if (this.#running && !this.#suspended) this.#startLease();
-    });
+    };
+    let request;
+    try {
+      // First `ifAvailable`, answered at once: a tab that will not lead need not wait to
+      // connect. Then, if another tab leads, wait in line (abortable).
+      request = locks.request(this.#lockName, { ifAvailable: true }, (lock) => {
+        if (lock) return hold(lock);
+        if (!current()) return undefined;
+        this.#settleLeadership();
+        let waiting;
+        try {
+          waiting = locks.request(this.#lockName, { signal: abort.signal }, hold);
+        } catch (error) {
+          waiting = Promise.reject(error);
+        }
+        Promise.resolve(waiting).catch(refused);
+        return undefined;
+      });
+    } catch (error) {
+      request = Promise.reject(error);
+    }
+    Promise.resolve(request).catch(refused);
   }
 
   #releaseLeadership() {
@@ -739,13 +1024,13 @@ export class PresenceClient extends EventTarget {
       this.#setLeader(true); // nothing to coordinate with: act as the only tab
       return;
     }
-    this.#leaseTimer = setInterval(() => this.#leaseTick(), LEASE_RENEW_MS);
+    this.#leaseTimer = this.#env.setInterval(() => this.#leaseTick(), LEASE_RENEW_MS);
     this.#leaseTick();
   }
 
   #leaseTick() {
     if (!this.#running || this.#suspended || !this.#leaseTimer) return;
-    const now = Date.now();
+    const now = this.#env.now();
     const lease = this.#readLease();
     if (lease && lease.until >= now && lease.tab !== this.#tabId) {
       this.#setLeader(false);
@@ -759,7 +1044,7 @@ export class PresenceClient extends EventTarget {
     }
     if (this.#leader) return; // renewal of a lease already held
     // Two tabs may have written at once: the last write wins, so look again shortly.
-    setTimeout(() => {
+    this.#env.setTimeout(() => {
       if (!this.#running || this.#suspended || !this.#leaseTimer) return;
       this.#setLeader(this.#readLease()?.tab === this.#tabId);
     }, LEASE_SETTLE_MS);
@@ -767,7 +1052,7 @@ export class PresenceClient extends EventTarget {
 
   #stopLease() {
     if (!this.#leaseTimer) return;
-    clearInterval(this.#leaseTimer);
+    this.#env.clearInterval(this.#leaseTimer);
     this.#leaseTimer = null;
     if (this.#readLease()?.tab === this.#tabId) {
       try {
@@ -779,14 +1064,22 @@ export class PresenceClient extends EventTarget {
   }
 
   #setLeader(leader) {
-    if (this.#leader === leader) return;
-    this.#leader = leader;
-    this.#hbGen += 1;
-    clearTimeout(this.#hbTimer);
-    this.#hbTimer = null;
-    this.#hbFailures = 0;
-    this.#emit('leader', { leader });
-    if (leader) this.#beat(); // the first heartbeat goes out at once
+    const changed = this.#leader !== leader;
+    if (changed) {
+      this.#leader = leader;
+      this.#hbGen += 1;
+      this.#env.clearTimeout(this.#hbRetryTimer);
+      this.#hbRetryTimer = null;
+      this.#hbFailures = 0;
+      if (leader) this.#ticker.start(this.#tickMs());
+      else this.#ticker.stop();
+      this.#emit('leader', { leader });
+    }
+    this.#settleLeadership(); // the first socket opens now, with session_id if leading
+    // The first heartbeat goes out at once: on an open socket as a frame (which binds the
+    // session to it, so a leader change never shows offline); on a socket still connecting
+    // when it opens; without a socket over HTTP.
+    if (changed && leader) this.#beat({ waitForSocket: true });
   }
 
   // ---------------------------------------------------------------- internals: heartbeats
@@ -827,45 +1120,114 @@ export class PresenceClient extends EventTarget {
     }
   }
 
-  async #beat() {
+  /** The heartbeat clock's period: a quarter of the interval, within [250 ms, 15 s]. */
+  #tickMs() {
+    return Math.min(TICK_MAX_MS, Math.max(TICK_MIN_MS, Math.round((this.#intervalS * 1000) / 4)));
+  }
+
+  #leading() {
+    return this.#running && !this.#suspended && this.#leader;
+  }
+
+  /** Takes an interval told by the server (snapshot, HTTP 202) if it is valid. */
+  #adoptInterval(value) {
+    const interval = Number(value);
+    if (value == null || !Number.isFinite(interval) || interval < 1) return;
+    if (interval === this.#intervalS) return;
+    this.#intervalS = interval;
+    if (this.#leading()) this.#ticker.start(this.#tickMs());
+  }
+
+  /**
+   * A tick of the heartbeat clock: beats when the next tick would come too late. Ticks run
+   * every interval/4, so beats go out every interval (give or take half a tick); when the
+   * page's timers are throttled to once a minute, at every tick that is due.
+   */
+  #onTick() {
+    if (!this.#leading()) return;
+    const elapsed = this.#env.now() - this.#lastBeatAt;
+    if (elapsed + this.#tickMs() / 2 < this.#intervalS * 1000) return;
+    this.#beat();
+  }
+
+  /** Beats now if the last heartbeat is older than the interval (a frozen or throttled page). */
+  #beatIfStale() {
+    if (!this.#leading()) return;
+    if (this.#env.now() - this.#lastBeatAt >= this.#intervalS * 1000) this.#beat();
+  }
+
+  /**
+   * One heartbeat: a frame on the open socket, else over HTTP (unless an HTTP heartbeat is in
+   * flight or waits for its retry). With `waitForSocket`, a socket still connecting is left to
+   * beat when it opens (or to fall back to HTTP if it closes first).
+   */
+  #beat({ waitForSocket = false } = {}) {
+    if (!this.#leading()) return;
+    if (this.#isOpen()) {
+      if (this.#beatOnSocket()) return;
+    } else if (waitForSocket && this.#ws && this.#ws.readyState === 0) {
+      return;
+    }
+    if (this.#hbInFlight || this.#hbRetryTimer) return;
+    this.#beatOverHttp();
+  }
+
+  /** The one-way heartbeat frame; the server never answers it. */
+  #beatOnSocket() {
+    if (!this.#sendRaw({ action: 'heartbeat', session_id: this.#ensureSessionId() })) return false;
+    this.#beaten('socket');
+    return true;
+  }
+
+  /** A heartbeat reached the server (or went out on the socket, which is the same to us). */
+  #beaten(via, at = this.#env.now()) {
+    this.#lastBeatAt = Math.max(this.#lastBeatAt, at);
+    this.#lastVia = via;
+    this.#hbFailures = 0;
+    if (via === 'socket') {
+      this.#env.clearTimeout(this.#hbRetryTimer); // the socket took over from a failing HTTP
+      this.#hbRetryTimer = null;
+    }
+    this.#emit('heartbeat', { interval_s: this.#intervalS, via, timer: this.#ticker.mode });
+  }
+
+  async #beatOverHttp() {
     const gen = this.#hbGen;
-    const live = () => this.#running && !this.#suspended && this.#leader && gen === this.#hbGen;
+    const live = () => this.#leading() && gen === this.#hbGen;
     if (!live()) return;
-    this.#hbTimer = null;
+    const sentAt = this.#env.now();
     const run = this.#postHeartbeat(this.#ensureSessionId());
     this.#hbInFlight = run;
     const result = await run;
     if (this.#hbInFlight === run) this.#hbInFlight = null;
     if (!live()) return;
 
-    let delay;
     if (result.ok) {
-      const interval = Number(result.body?.interval_s);
-      this.#intervalS = Number.isFinite(interval) && interval >= 1 ? interval : DEFAULT_INTERVAL_S;
-      this.#hbFailures = 0;
-      delay = this.#intervalS * 1000;
-      this.#emit('heartbeat', { interval_s: this.#intervalS });
-    } else {
-      const throttled = result.status === 429 || result.status === 503;
-      delay =
-        throttled && result.retryAfterMs != null
-          ? result.retryAfterMs
-          : backoffDelay(this.#hbFailures, this.#backoff);
-      this.#hbFailures += 1;
-      const error = result.body?.error;
-      this.#emit('error', {
-        source: 'heartbeat',
-        status: result.status,
-        code: error?.code ?? (result.status ? `http_${result.status}` : 'network'),
-        message: error?.message ?? String(result.error?.message ?? result.error ?? 'heartbeat failed'),
-        retry_in_ms: delay,
-      });
-      if (result.status === 401 && this.#getToken) {
-        await this.#refreshToken();
-        if (!live()) return;
-      }
+      this.#adoptInterval(result.body?.interval_s);
+      this.#beaten('http', sentAt);
+      return;
     }
-    this.#hbTimer = setTimeout(() => this.#beat(), delay);
+    const throttled = result.status === 429 || result.status === 503;
+    const delay =
+      throttled && result.retryAfterMs != null ? result.retryAfterMs : backoffDelay(this.#hbFailures, this.#backoff);
+    this.#hbFailures += 1;
+    const error = result.body?.error;
+    this.#emit('error', {
+      source: 'heartbeat',
+      status: result.status,
+      code: error?.code ?? (result.status ? `http_${result.status}` : 'network'),
+      message: error?.message ?? String(result.error?.message ?? result.error ?? 'heartbeat failed'),
+      retry_in_ms: delay,
+    });
+    if (result.status === 401 && this.#getToken) {
+      await this.#refreshToken();
+      if (!live()) return;
+    }
+    this.#env.clearTimeout(this.#hbRetryTimer);
+    this.#hbRetryTimer = this.#env.setTimeout(() => {
+      this.#hbRetryTimer = null;
+      if (live()) this.#beat(); // on the socket if it opened meanwhile
+    }, delay);
   }
 
   /** One `active` heartbeat; never rejects. */
@@ -909,7 +1271,8 @@ export class PresenceClient extends EventTarget {
     if (beacon && this.#env.sendBeacon) {
       try {
         const url = withQuery(this.#heartbeatUrl, 'token', this.#token);
-        if (this.#env.sendBeacon(url, new Blob([json], { type: 'text/plain' }))) return Promise.resolve(true);
+        const B = this.#env.Blob ?? Blob;
+        if (this.#env.sendBeacon(url, new B([json], { type: 'text/plain' }))) return Promise.resolve(true);
       } catch {
         /* fall through to fetch */
       }
@@ -954,28 +1317,39 @@ export class PresenceClient extends EventTarget {
   }
 
   #connect() {
-    clearTimeout(this.#reconnectTimer);
+    this.#env.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = null;
     if (!this.#running || this.#suspended || this.#ws) return;
     const WS = this.#env.WebSocket;
     this.#setState('connecting');
     let ws;
+    // The leader's socket carries the session: the server applies it at $connect and binds
+    // it to this connection (and lets it linger only briefly once the socket closes).
+    const sessionId = this.#leader ? this.#ensureSessionId() : null;
     try {
-      ws = new WS(withQuery(this.#websocketUrl, 'token', this.#token));
+      let url = withQuery(this.#websocketUrl, 'token', this.#token);
+      if (sessionId) url = withQuery(url, 'session_id', sessionId);
+      ws = new WS(url);
     } catch (error) {
       this.#emit('error', { source: 'websocket', message: String(error?.message ?? error) });
       this.#scheduleReconnect(false, null);
       return;
     }
     this.#ws = ws;
+    this.#socketSession = sessionId;
     let opened = false;
     ws.onopen = () => {
       if (this.#ws !== ws) return;
       opened = true;
-      this.#stableTimer = setTimeout(() => {
+      this.#lastSentAt = this.#env.now();
+      this.#stableTimer = this.#env.setTimeout(() => {
         this.#attempt = 0;
       }, STABLE_AFTER_MS);
-      this.#pingTimer = setInterval(() => this.#sendRaw({ action: 'ping' }), PING_EVERY_MS);
+      // A ping keeps a quiet socket under API Gateway's 10 min idle timeout; a socket that
+      // sent anything (the leader's heartbeats) in the last 2 min needs none.
+      this.#pingTimer = this.#env.setInterval(() => {
+        if (this.#env.now() - this.#lastSentAt >= PING_EVERY_MS / 2) this.#sendRaw({ action: 'ping' });
+      }, PING_EVERY_MS);
       this.#setState('open');
       this.#onOpen();
     };
@@ -988,9 +1362,17 @@ export class PresenceClient extends EventTarget {
     ws.onclose = (event) => {
       if (this.#ws !== ws) return;
       this.#ws = null;
+      this.#socketSession = null;
       this.#clearSocketTimers();
       this.#rejectPending('closed', 'the connection closed before the reply');
       this.#scheduleReconnect(opened, event);
+      if (this.#leading()) {
+        // The server lets a session whose socket closed linger only ~10 s: unless the
+        // reconnect binds it again first, an HTTP heartbeat keeps it alive. A socket that
+        // never opened carried nothing: beat only if one is due.
+        if (opened) this.#beat();
+        else this.#beatIfStale();
+      }
     };
   }
 
@@ -1002,7 +1384,7 @@ export class PresenceClient extends EventTarget {
     const delay = backoffDelay(this.#attempt, this.#backoff);
     this.#attempt += 1;
     this.#setState('closed', { code: event?.code, reason: event?.reason, retry_in_ms: delay });
-    this.#reconnectTimer = setTimeout(async () => {
+    this.#reconnectTimer = this.#env.setTimeout(async () => {
       // A socket refused before opening may carry an expired token: get a fresh one.
       if (!opened && this.#getToken) {
         this.#reconnectTimer = null;
@@ -1013,18 +1395,19 @@ export class PresenceClient extends EventTarget {
   }
 
   #clearSocketTimers() {
-    clearTimeout(this.#stableTimer);
-    clearInterval(this.#pingTimer);
+    this.#env.clearTimeout(this.#stableTimer);
+    this.#env.clearInterval(this.#pingTimer);
     this.#stableTimer = null;
     this.#pingTimer = null;
   }
 
   #closeSocket() {
-    clearTimeout(this.#reconnectTimer);
+    this.#env.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = null;
     this.#clearSocketTimers();
     const ws = this.#ws;
     this.#ws = null; // its close event is now ignored
+    this.#socketSession = null;
     if (ws) {
       try {
         ws.close(1000, 'client stopped');
@@ -1036,25 +1419,41 @@ export class PresenceClient extends EventTarget {
     this.#setState('closed');
   }
 
-  /** On every open: the snapshot, then leaves asked offline, then every wanted join. */
+  #reportRequestError(error) {
+    if (error?.code !== 'closed' && error?.code !== 'not_connected') {
+      this.#emit('error', { source: 'server', code: error?.code, message: error?.message, action: error?.action });
+    }
+  }
+
+  /**
+   * On every open: `visible: false` if the page is reported hidden (a new connection starts
+   * visible), the leader's heartbeat, the snapshot, then leaves asked offline, then every
+   * wanted join.
+   */
   #onOpen() {
-    const report = (error) => {
-      if (error?.code !== 'closed' && error?.code !== 'not_connected') {
-        this.#emit('error', { source: 'server', code: error?.code, message: error?.message, action: error?.action });
-      }
-    };
+    const report = (error) => this.#reportRequestError(error);
+    if (this.#reportedHidden) this.#sendRaw({ action: 'visibility', visible: false });
+    if (this.#leading()) {
+      // Opened with session_id: $connect applied the heartbeat. Else (leadership came while
+      // connecting) the frame binds the session to this socket now.
+      if (this.#socketSession) this.#beaten('socket');
+      else this.#beat();
+    }
     this.#request({ action: 'snapshot' }).catch(report);
     for (const group of this.#unsentLeaves) this.#request({ action: 'leave', group }).catch(report);
     this.#unsentLeaves.clear();
     for (const group of this.#groups) this.#request({ action: 'join', group }).catch(report);
   }
 
+  /** A one-way frame (no `ref`, no reply awaited). @returns {boolean} whether it was sent */
   #sendRaw(body) {
-    if (!this.#isOpen()) return;
+    if (!this.#isOpen()) return false;
     try {
       this.#ws.send(JSON.stringify(body));
+      this.#lastSentAt = this.#env.now();
+      return true;
     } catch {
-      /* the close event will follow */
+      return false; // the close event will follow
     }
   }
 
@@ -1066,7 +1465,7 @@ export class PresenceClient extends EventTarget {
         return;
       }
       const ref = `r${this.#nextRef++}`;
-      const timer = setTimeout(() => {
+      const timer = this.#env.setTimeout(() => {
         if (this.#pending.delete(ref)) {
           reject(new PresenceError('timeout', `no reply to ${body.action} within ${this.#requestTimeoutMs} ms`, body.action));
         }
@@ -1074,8 +1473,9 @@ export class PresenceClient extends EventTarget {
       this.#pending.set(ref, { resolve, reject, timer, action: body.action, group: body.group, resync });
       try {
         this.#ws.send(JSON.stringify({ ...body, ref }));
+        this.#lastSentAt = this.#env.now();
       } catch (error) {
-        clearTimeout(timer);
+        this.#env.clearTimeout(timer);
         this.#pending.delete(ref);
         reject(new PresenceError('send_failed', String(error?.message ?? error), body.action));
       }
@@ -1086,7 +1486,7 @@ export class PresenceClient extends EventTarget {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const request of pending) {
-      clearTimeout(request.timer);
+      this.#env.clearTimeout(request.timer);
       request.reject(new PresenceError(code, message, request.action));
     }
   }
@@ -1109,7 +1509,7 @@ export class PresenceClient extends EventTarget {
       request = this.#pending.get(key) ?? null;
       if (request) {
         this.#pending.delete(key);
-        clearTimeout(request.timer);
+        this.#env.clearTimeout(request.timer);
       }
     }
 
@@ -1117,7 +1517,19 @@ export class PresenceClient extends EventTarget {
       case 'facility.status':
         if (this.board.apply(msg)) this.#emit('status', this.board.get(msg.facility_id));
         break;
+      case 'facility.statuses':
+        // Coalesced statuses, in order; each one version-checked like a single event.
+        for (const entry of Array.isArray(msg.statuses) ? msg.statuses : []) {
+          if (!entry || typeof entry !== 'object') continue;
+          const status = entry.region === undefined && msg.region !== undefined ? { ...entry, region: msg.region } : entry;
+          if (this.board.apply(status)) this.#emit('status', this.board.get(status.facility_id));
+        }
+        break;
+      case 'heartbeat':
+        this.#adoptInterval(msg.interval_s); // heartbeat frames are one-way; tolerated anyway
+        break;
       case 'snapshot': {
+        this.#adoptInterval(msg.interval_s);
         const facilities = Array.isArray(msg.facilities) ? msg.facilities : [];
         const resync = Boolean(request?.resync);
         const applied = resync ? this.board.replace(facilities) : this.board.applySnapshot(facilities);
@@ -1159,7 +1571,7 @@ export class PresenceClient extends EventTarget {
         }
         break;
       default:
-        break; // sent, members, heartbeat, pong: replies only
+        break; // sent, members, pong: replies only
     }
     if (request) request.resolve(msg);
   }

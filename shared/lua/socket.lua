@@ -12,8 +12,9 @@ ARGV[12]  the disconnect grace, ms (operation "linger")
 Operations:
   bind    a heartbeat ("active") arriving on connection C: applied exactly as heartbeat.lua
           applies one, and the session remembers C as the socket that carries it (field conn).
-  linger  connection C closed: if the session is live and carried by C (or by no socket), its
-          deadline becomes min(deadline, at + grace) and it forgets C. Another socket that
+  linger  connection C closed: if the session is live, carried by C (or by no socket) and had
+          no heartbeat after the close, its deadline becomes min(deadline, at + grace) and it
+          forgets C. Another socket that
           bound the session meanwhile (a new leader tab) keeps it; a reconnect or a new
           leader within the grace refreshes it; otherwise the sweeper takes it offline at the
           new deadline. A socket that closes is not proof that the browser left.
@@ -42,10 +43,12 @@ elseif op == 'ended' then
 elseif op == 'linger' then
   local member = fac .. '/' .. sess
   local sk = key('s:' .. member)
-  local h = redis.call('HMGET', sk, 'user', 'deadline', 'offline', 'conn')
+  local h = redis.call('HMGET', sk, 'user', 'deadline', 'offline', 'conn', 'last')
   if not h[1] or h[1] ~= user or h[3] then
     code = 'o'
-  elseif h[4] and h[4] ~= conn then
+  elseif (h[4] and h[4] ~= conn) or tonumber(h[5]) > at then
+    -- Another socket carries it, or a heartbeat newer than the close (an HTTP one from the
+    -- same browser, say) keeps it: either way the browser is still there.
     code = 'k'
   else
     local deadline = tonumber(h[2])

@@ -1,11 +1,14 @@
 // Unit tests for web/presence-client.js: node --test web/test/
-// Dependency-free: browser APIs are replaced by the small fakes below through `env`.
-import { test } from 'node:test';
+// Dependency-free: browser APIs (timers and the clock included) are replaced by the small
+// fakes below through `env`.
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  DEFAULT_INTERVAL_S,
   FacilityBoard,
   PresenceClient,
   PresenceError,
+  TICKER_WORKER_SOURCE,
   backoffDelay,
   isChatGroup,
   newSessionId,
@@ -13,12 +16,16 @@ import {
   withQuery,
 } from '../presence-client.js';
 
+const TTL_MS = 150_000; // the server's SESSION_TTL_SECONDS default
+const MINUTE_MS = 60_000;
+
 // ------------------------------------------------------------------ fakes
 
 class FakeSocket {
   static instances = [];
   constructor(url) {
     this.url = url;
+    this.params = new URL(url).searchParams;
     this.readyState = 0;
     this.sent = [];
     this.closedByClient = false;
@@ -41,11 +48,46 @@ class FakeSocket {
     this.onmessage?.({ data: JSON.stringify(message) });
   }
   drop(code = 1006) {
+    if (this.readyState === 3) return;
     this.readyState = 3;
     this.onclose?.({ code, reason: '' });
   }
   last(action) {
     return [...this.sent].reverse().find((m) => m.action === action);
+  }
+  frames(action) {
+    return this.sent.filter((m) => m.action === action);
+  }
+}
+
+/**
+ * A WebSocket class of its own (its sockets listed in `created`): `autoOpen` opens each socket
+ * in a microtask; `onOpen`/`onSend` let a test play the server.
+ */
+function socketClass({ autoOpen = false, onOpen, onSend } = {}) {
+  const created = [];
+  class Socket extends FakeSocket {
+    constructor(url) {
+      super(url);
+      created.push(this);
+      if (autoOpen) queueMicrotask(() => this.readyState === 0 && this.open());
+    }
+    open() {
+      this.readyState = 1;
+      onOpen?.(this);
+      this.onopen?.({});
+    }
+    send(text) {
+      super.send(text);
+      onSend?.(this, JSON.parse(text));
+    }
+  }
+  return { Socket, created };
+}
+
+class RefusedSocket {
+  constructor() {
+    throw new Error('WebSocket is not available here');
   }
 }
 
@@ -62,7 +104,10 @@ class MemoryStorage {
   }
 }
 
-/** A Web Locks stand-in: one exclusive lock per name, FIFO, abortable while waiting. */
+/**
+ * A Web Locks stand-in: one exclusive lock per name, FIFO, abortable while waiting;
+ * `ifAvailable` answers null at once when the lock is held or wanted.
+ */
 function fakeLocks() {
   const queues = new Map();
   const held = new Set();
@@ -89,9 +134,15 @@ function fakeLocks() {
   return {
     request(name, options, callback) {
       return new Promise((resolve, reject) => {
-        const entry = { callback, resolve, reject };
         if (!queues.has(name)) queues.set(name, []);
         const queue = queues.get(name);
+        if (options?.ifAvailable && (held.has(name) || queue.length > 0)) {
+          Promise.resolve()
+            .then(() => callback(null))
+            .then(resolve, reject);
+          return;
+        }
+        const entry = { callback, resolve, reject };
         queue.push(entry);
         options?.signal?.addEventListener('abort', () => {
           const i = queue.indexOf(entry);
@@ -101,6 +152,18 @@ function fakeLocks() {
           }
         });
         grantNext(name);
+      });
+    },
+  };
+}
+
+/** Locks held by some other tab for good: this tab never leads. */
+function heldElsewhere() {
+  return {
+    request(name, options, callback) {
+      if (options?.ifAvailable) return Promise.resolve().then(() => callback(null));
+      return new Promise((resolve, reject) => {
+        options?.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')));
       });
     },
   };
@@ -126,15 +189,182 @@ function fakeBeacon() {
   return { sendBeacon, beacons };
 }
 
+/** `document` for visibility: `hide()`, `show()`, `resume()` (Page Lifecycle). */
+class FakeDocument extends EventTarget {
+  constructor(visibilityState = 'visible') {
+    super();
+    this.visibilityState = visibilityState;
+  }
+  hide() {
+    this.visibilityState = 'hidden';
+    this.dispatchEvent(new Event('visibilitychange'));
+  }
+  show() {
+    this.visibilityState = 'visible';
+    this.dispatchEvent(new Event('visibilitychange'));
+  }
+  resume() {
+    this.dispatchEvent(new Event('resume'));
+  }
+}
+
+const flush = async () => {
+  for (let i = 0; i < 4; i += 1) await new Promise((r) => setImmediate(r));
+};
+
+/**
+ * Virtual time. `env()` gives the page's timers and clock; with `throttleMs` every page timer
+ * fires no earlier than the next whole multiple of it (Chrome's intensive throttling of hidden
+ * tabs: at most once a minute, aligned to the minute). `add(..., exempt = true)` is a timer
+ * that is not throttled (a dedicated worker's, or the server's).
+ */
+class FakeClock {
+  constructor({ start = Date.UTC(2030, 0, 1, 8, 0, 7), throttleMs = 0 } = {}) {
+    this.t = start;
+    this.throttleMs = throttleMs;
+    this.timers = new Map();
+    this.seq = 0;
+  }
+  now() {
+    return this.t;
+  }
+  #align(at, exempt) {
+    return this.throttleMs && !exempt ? Math.ceil(at / this.throttleMs) * this.throttleMs : at;
+  }
+  add(fn, ms, repeat = false, exempt = false) {
+    const id = ++this.seq;
+    const delay = Math.max(0, Number(ms) || 0);
+    this.timers.set(id, { fn, at: this.#align(this.t + delay, exempt), period: repeat ? Math.max(1, delay) : 0, exempt });
+    return id;
+  }
+  clear(id) {
+    this.timers.delete(id);
+  }
+  env() {
+    return {
+      setTimeout: (fn, ms) => this.add(fn, ms),
+      clearTimeout: (id) => this.clear(id),
+      setInterval: (fn, ms) => this.add(fn, ms, true),
+      clearInterval: (id) => this.clear(id),
+      now: () => this.t,
+    };
+  }
+  /** Runs every timer due within `ms`, in order, letting promises settle after each. */
+  async advance(ms) {
+    const end = this.t + ms;
+    await flush();
+    for (;;) {
+      let id = null;
+      let next = null;
+      for (const [key, timer] of this.timers) {
+        if (timer.at <= end && (!next || timer.at < next.at)) [id, next] = [key, timer];
+      }
+      if (!next) break;
+      this.t = Math.max(this.t, next.at);
+      if (next.period) next.at = this.#align(this.t + next.period, next.exempt);
+      else this.timers.delete(id);
+      next.fn();
+      await flush();
+    }
+    this.t = end;
+    await flush();
+  }
+  /** A frozen page: time passes, no timer runs (they fire late once time advances again). */
+  freeze(ms) {
+    this.t += ms;
+  }
+}
+
+/**
+ * `Worker` + `URL` stand-ins: the worker runs the real Blob source with the clock's
+ * unthrottled timers (dedicated workers are not subject to intensive throttling).
+ * With `fail`, the worker reports an error instead (a CSP refusing blob: workers).
+ */
+function fakeWorkers(clock, { fail = false } = {}) {
+  const blobs = new Map();
+  let n = 0;
+  const URLs = {
+    createObjectURL(blob) {
+      const url = `blob:test/${++n}`;
+      blobs.set(url, blob);
+      return url;
+    },
+    revokeObjectURL(url) {
+      blobs.delete(url);
+    },
+  };
+  const workers = [];
+  class FakeWorker {
+    constructor(url) {
+      const blob = blobs.get(url);
+      if (!blob) throw new TypeError(`no blob at ${url}`);
+      this.terminated = false;
+      this.received = [];
+      this.timers = new Set();
+      this.inbox = [];
+      this.scope = null;
+      workers.push(this);
+      blob.text().then((source) => {
+        this.source = source;
+        if (this.terminated) return;
+        if (fail) {
+          this.onerror?.({ preventDefault() {} });
+          return;
+        }
+        const scope = {
+          onmessage: null,
+          postMessage: (data) => {
+            if (!this.terminated) queueMicrotask(() => !this.terminated && this.onmessage?.({ data }));
+          },
+        };
+        const setIntervalW = (fn, ms) => {
+          const id = clock.add(fn, ms, true, true);
+          this.timers.add(id);
+          return id;
+        };
+        const clearIntervalW = (id) => {
+          clock.clear(id);
+          this.timers.delete(id);
+        };
+        new Function('self', 'setInterval', 'clearInterval', source)(scope, setIntervalW, clearIntervalW);
+        this.scope = scope;
+        for (const data of this.inbox.splice(0)) scope.onmessage?.({ data });
+      });
+    }
+    postMessage(data) {
+      this.received.push(data);
+      if (this.terminated) return;
+      if (this.scope) this.scope.onmessage?.({ data });
+      else this.inbox.push(data);
+    }
+    terminate() {
+      this.terminated = true;
+      for (const id of this.timers) clock.clear(id);
+      this.timers.clear();
+    }
+  }
+  return { Worker: FakeWorker, URL: URLs, Blob, workers, blobs };
+}
+
+/** Every client made here: stopped after the tests, so that a failed test cannot hang the run. */
+const clients = new Set();
+after(async () => {
+  for (const client of clients) await client.stop();
+});
+
 let channelSeq = 0;
-/** A shared "browser": storage, locks, a tabs channel name, heartbeat server, beacon sink. */
-function fakeBrowser({ locks = fakeLocks(), respond } = {}) {
+/**
+ * A shared "browser": storage, locks, a tabs channel name, heartbeat server, beacon sink and
+ * a WebSocket class whose sockets are listed in `sockets`. `env` is added to every tab's env.
+ */
+function fakeBrowser({ locks = fakeLocks(), respond, autoOpen = false, onSend, env = {} } = {}) {
   const storage = new MemoryStorage();
   const { fetch, calls } = fakeFetch(respond);
   const { sendBeacon, beacons } = fakeBeacon();
+  const { Socket, created: sockets } = socketClass({ autoOpen, onSend });
   const tabsChannel = `presence-tabs-test-${process.pid}-${++channelSeq}`;
   const lockName = `presence-leader-test-${channelSeq}`;
-  const tab = (token = 'tok', extra = {}) => {
+  const tab = (token = 'tok', { env: tabEnv = {}, ...extra } = {}) => {
     const target = new EventTarget();
     const client = new PresenceClient({
       token,
@@ -144,11 +374,12 @@ function fakeBrowser({ locks = fakeLocks(), respond } = {}) {
       lockName,
       backoff: { baseMs: 1, maxMs: 4 },
       ...extra,
-      env: { WebSocket: FakeSocket, fetch, locks, storage, BroadcastChannel, sendBeacon, target },
+      env: { WebSocket: Socket, fetch, locks, storage, BroadcastChannel, sendBeacon, target, ...env, ...tabEnv },
     });
+    clients.add(client);
     return { client, target };
   };
-  return { storage, calls, beacons, tab };
+  return { storage, calls, beacons, sockets, tab };
 }
 
 function record(client, ...types) {
@@ -182,6 +413,25 @@ const status = (facility_id, version, state = 'online', extra = {}) => ({
   online_sessions: state === 'online' ? 1 : 0,
   ...extra,
 });
+
+/** Answers the socket's latest snapshot request. */
+function answerSnapshot(socket, facilities = [], extra = {}) {
+  const ask = socket.last('snapshot');
+  assert.ok(ask, 'a snapshot was asked for');
+  socket.push({ type: 'snapshot', region: 'r', facilities, ref: ask.ref, ...extra });
+  return ask;
+}
+
+/** The largest gap between heartbeats the server received, the end of the run included. */
+function largestGap(times, start, end) {
+  let gap = 0;
+  let previous = start;
+  for (const at of [...times, end]) {
+    gap = Math.max(gap, at - previous);
+    previous = at;
+  }
+  return gap;
+}
 
 // ------------------------------------------------------------------ FacilityBoard
 
@@ -289,15 +539,71 @@ test('small helpers', () => {
 
 // ------------------------------------------------------------------ PresenceClient: heartbeats
 
-test('a lone tab leads: heartbeats at once with a stored session id and the bearer token', async () => {
-  const browser = fakeBrowser();
+test('a lone leader opens its socket with session_id and beats one-way frames at the told interval', async () => {
+  const clock = new FakeClock();
+  const sentAt = [];
+  const browser = fakeBrowser({
+    env: clock.env(),
+    onSend: (_socket, frame) => frame.action === 'heartbeat' && sentAt.push(clock.now()),
+  });
+  const { client } = browser.tab('tok-1');
+  const events = record(client, 'leader', 'heartbeat', 'error');
+  assert.equal(client.intervalS, DEFAULT_INTERVAL_S);
+  assert.equal(DEFAULT_INTERVAL_S, 60);
+  client.start();
+  await clock.advance(0);
+  assert.equal(client.leader, true);
+  assert.equal(browser.sockets.length, 1, 'the first socket waited to learn leadership');
+  const [socket] = browser.sockets;
+  const sessionId = client.sessionId;
+  assert.match(sessionId, /^[0-9a-f]{32}$/);
+  assert.equal(browser.storage.getItem('presence.session'), sessionId);
+  assert.equal(socket.url, `ws://host/local?token=tok-1&session_id=${sessionId}`);
+  assert.equal(events.filter((e) => e.type === 'heartbeat').length, 0, 'nothing before the socket opens');
+
+  socket.open();
+  // $connect applied and bound the session: that was the first heartbeat, no frame needed.
+  assert.deepEqual(events.filter((e) => e.type === 'heartbeat').map((e) => e.detail), [
+    { interval_s: 60, via: 'socket', timer: 'page' },
+  ]);
+  assert.equal(socket.frames('heartbeat').length, 0);
+  answerSnapshot(socket, [], { interval_s: 60 });
+
+  await clock.advance(10 * MINUTE_MS);
+  assert.equal(sentAt.length, 10);
+  for (const frame of socket.frames('heartbeat')) assert.deepEqual(frame, { action: 'heartbeat', session_id: sessionId });
+  assert.deepEqual(new Set(sentAt.slice(1).map((at, i) => at - sentAt[i])), new Set([MINUTE_MS]));
+  assert.equal(client.heartbeatVia, 'socket');
+  assert.equal(browser.calls.length, 0, 'no HTTP heartbeat while the socket is open');
+  assert.equal(socket.frames('ping').length, 0, 'the heartbeats keep the socket busy: no ping');
+
+  // The server tells another interval in a later snapshot.
+  client.snapshot().catch(() => {});
+  answerSnapshot(socket, [], { interval_s: 20 });
+  assert.equal(client.intervalS, 20);
+  const before = sentAt.length;
+  await clock.advance(2 * MINUTE_MS);
+  assert.equal(sentAt.length - before, 6);
+  // Invalid intervals are ignored.
+  for (const interval_s of [0, -5, 'x', null, Infinity, 0.5]) {
+    client.snapshot().catch(() => {});
+    answerSnapshot(socket, [], { interval_s });
+  }
+  assert.equal(client.intervalS, 20);
+  assert.equal(events.filter((e) => e.type === 'error').length, 0, 'no reply awaited: no timeouts');
+  await client.stop();
+});
+
+test('without a WebSocket the leader heartbeats over HTTP at once, with the bearer token', async () => {
+  const browser = fakeBrowser({ env: { WebSocket: RefusedSocket } });
   const { client } = browser.tab('tok-1');
   const events = record(client, 'leader', 'heartbeat');
   client.start();
   await waitFor(() => events.some((e) => e.type === 'heartbeat'), 'first heartbeat');
   assert.equal(client.leader, true);
   assert.deepEqual(events[0], { type: 'leader', detail: { leader: true } });
-  assert.deepEqual(events.find((e) => e.type === 'heartbeat').detail, { interval_s: 30 });
+  assert.deepEqual(events.find((e) => e.type === 'heartbeat').detail, { interval_s: 30, via: 'http', timer: 'page' });
+  assert.equal(client.intervalS, 30, 'the interval of the 202');
   const [call] = browser.calls;
   assert.equal(call.url, '/v1/heartbeats');
   assert.equal(call.init.method, 'POST');
@@ -310,18 +616,19 @@ test('a lone tab leads: heartbeats at once with a stored session id and the bear
 });
 
 test('an existing session id is reused', async () => {
-  const browser = fakeBrowser();
+  const browser = fakeBrowser({ autoOpen: true });
   browser.storage.setItem('presence.session', 'kept_Session-1');
   const { client } = browser.tab();
   client.start();
-  await waitFor(() => browser.calls.length === 1, 'heartbeat');
-  assert.equal(browser.calls[0].body.session_id, 'kept_Session-1');
+  await waitFor(() => browser.sockets.length === 1, 'a socket');
+  assert.equal(browser.sockets[0].params.get('session_id'), 'kept_Session-1');
   await client.stop();
 });
 
 test('heartbeat failures honour Retry-After on 503 and back off otherwise', async () => {
   let status = 503;
   const browser = fakeBrowser({
+    env: { WebSocket: RefusedSocket },
     respond: () =>
       new Response(JSON.stringify({ error: { code: 'unavailable', message: 'queue down' } }), {
         status,
@@ -331,8 +638,8 @@ test('heartbeat failures honour Retry-After on 503 and back off otherwise', asyn
   const { client } = browser.tab();
   const errors = record(client, 'error');
   client.start();
-  await waitFor(() => errors.length === 1, 'error event');
-  assert.deepEqual(errors[0].detail, {
+  await waitFor(() => errors.some((e) => e.detail.source === 'heartbeat'), 'error event');
+  assert.deepEqual(errors.find((e) => e.detail.source === 'heartbeat').detail, {
     source: 'heartbeat',
     status: 503,
     code: 'unavailable',
@@ -345,17 +652,62 @@ test('heartbeat failures honour Retry-After on 503 and back off otherwise', asyn
   const other = browser.tab().client;
   const more = record(other, 'error');
   other.start();
-  await waitFor(() => more.length >= 2, 'two quick retries with backoff (max 4 ms)');
-  assert.ok(more.every((e) => e.detail.status === 400 && e.detail.retry_in_ms < 4));
+  const beats = () => more.filter((e) => e.detail.source === 'heartbeat');
+  await waitFor(() => beats().length >= 2, 'two quick retries with backoff (max 4 ms)');
+  assert.ok(beats().every((e) => e.detail.status === 400 && e.detail.retry_in_ms < 4));
   await other.stop();
 });
 
-test('a lone tab says "ended" with sendBeacon and ?token= on pagehide', async () => {
-  const browser = fakeBrowser();
-  const { client, target } = browser.tab('a b/c');
+test('HTTP is the fallback while the socket is not open; a dropped leader socket beats over HTTP at once and rebinds', async () => {
+  const clock = new FakeClock();
+  const browser = fakeBrowser({ env: clock.env() });
+  const { client } = browser.tab();
+  const beats = record(client, 'heartbeat');
   client.start();
-  await waitFor(() => browser.calls.length === 1, 'heartbeat');
-  const sessionId = browser.calls[0].body.session_id;
+  await clock.advance(0);
+  const [first] = browser.sockets;
+  const sessionId = client.sessionId;
+  assert.equal(first.params.get('session_id'), sessionId);
+  // The socket hangs in "connecting": the next tick of the heartbeat clock uses HTTP.
+  await clock.advance(14_000);
+  assert.equal(browser.calls.length, 0);
+  await clock.advance(1_000);
+  assert.deepEqual(browser.calls.map((c) => c.body), [{ session_id: sessionId, state: 'active' }]);
+  assert.deepEqual(beats.at(-1).detail, { interval_s: 30, via: 'http', timer: 'page' });
+  await clock.advance(30_000);
+  assert.equal(browser.calls.length, 2, 'every interval (30 s, told by the 202) while not open');
+
+  first.open(); // the session rides the socket from now on
+  assert.equal(beats.at(-1).detail.via, 'socket');
+  await clock.advance(60_000);
+  assert.equal(browser.calls.length, 2);
+  assert.equal(first.frames('heartbeat').length, 2);
+
+  // The socket drops: the server lets the session linger ~10 s, so HTTP beats at once...
+  first.drop(1001);
+  assert.equal(browser.calls.length, 3);
+  await clock.advance(0);
+  assert.equal(beats.at(-1).detail.via, 'http');
+  // ...and the reconnect carries session_id again.
+  await clock.advance(10);
+  assert.equal(browser.sockets.length, 2);
+  const second = browser.sockets[1];
+  assert.equal(second.params.get('session_id'), sessionId);
+  second.open();
+  assert.equal(second.frames('heartbeat').length, 0, '$connect bound it');
+  await clock.advance(30_000);
+  assert.equal(second.frames('heartbeat').length, 1);
+  assert.equal(browser.calls.length, 3);
+  await client.stop();
+});
+
+test('a lone tab says "ended" with sendBeacon and ?token= on pagehide', async () => {
+  const browser = fakeBrowser({ autoOpen: true });
+  const { client, target } = browser.tab('a b/c');
+  const beats = record(client, 'heartbeat');
+  client.start();
+  await waitFor(() => beats.length === 1, 'heartbeat');
+  const sessionId = client.sessionId;
   pageHide(target);
   assert.equal(browser.beacons.length, 1);
   const [{ url, data }] = browser.beacons;
@@ -366,31 +718,45 @@ test('a lone tab says "ended" with sendBeacon and ?token= on pagehide', async ()
   assert.equal(client.state, 'closed');
   await client.stop();
   assert.equal(browser.beacons.length, 1);
-  assert.equal(browser.calls.length, 1, 'no fetch besides the first heartbeat');
+  assert.equal(browser.calls.length, 0, 'no HTTP heartbeat: presence rode the socket');
 });
 
-test('with two tabs, closing the leader hands the same session over; the last one ends it', async () => {
-  const browser = fakeBrowser();
+test('a new leader whose socket is open sends a heartbeat frame at once; the last tab ends the session', async () => {
+  const browser = fakeBrowser({ autoOpen: true });
   const a = browser.tab('tok-a');
   const b = browser.tab('tok-b');
   a.client.start();
-  await waitFor(() => a.client.leader, 'a leads');
+  await waitFor(() => a.client.leader && a.client.state === 'open', 'a leads, open');
   b.client.start();
   await waitFor(() => a.client.tabCount === 2 && b.client.tabCount === 2, 'tabs know each other');
+  await waitFor(() => b.client.state === 'open', 'b open');
   assert.equal(b.client.leader, false);
-  await waitFor(() => browser.calls.length === 1, 'a heartbeats');
-  const sessionId = browser.calls[0].body.session_id;
+  const [socketA, socketB] = browser.sockets;
+  const sessionId = a.client.sessionId;
+  assert.equal(socketA.params.get('session_id'), sessionId);
+  assert.equal(socketB.params.has('session_id'), false, 'a follower connects without session_id');
+  assert.equal(socketB.frames('heartbeat').length, 0);
 
+  const bEvents = record(b.client, 'heartbeat');
   pageHide(a.target);
   assert.equal(browser.beacons.length, 0, 'b is alive: no "ended"');
   await waitFor(() => b.client.leader, 'b takes over');
-  await waitFor(() => browser.calls.length === 2, 'b heartbeats at once');
-  assert.equal(browser.calls[1].auth, 'Bearer tok-b');
-  assert.deepEqual(browser.calls[1].body, { session_id: sessionId, state: 'active' });
+  // At once, on the socket already open: the session is bound to b's socket before the
+  // server's grace for a's closed socket runs out.
+  assert.deepEqual(socketB.frames('heartbeat'), [{ action: 'heartbeat', session_id: sessionId }]);
+  assert.deepEqual(bEvents.map((e) => e.detail.via), ['socket']);
+  assert.equal(browser.sockets.length, 2, 'no new socket');
+  assert.equal(browser.calls.length, 0);
   await waitFor(() => b.client.tabCount === 1, 'b heard the bye');
 
+  // b's reconnects carry the session from now on.
+  socketB.drop();
+  await waitFor(() => browser.sockets.length === 3, 'b reconnects');
+  assert.equal(browser.sockets[2].params.get('session_id'), sessionId);
+  await waitFor(() => b.client.state === 'open', 'b open again');
+
   await b.client.stop(); // sign-out in the last tab
-  const ended = browser.calls[2];
+  const ended = browser.calls.find((c) => c.body.state === 'ended');
   assert.equal(ended.auth, 'Bearer tok-b');
   assert.equal(ended.init.keepalive, true);
   assert.deepEqual(ended.body, { session_id: sessionId, state: 'ended' });
@@ -399,7 +765,7 @@ test('with two tabs, closing the leader hands the same session over; the last on
 });
 
 test('a follower tab that goes away leaves the leader alone', async () => {
-  const browser = fakeBrowser();
+  const browser = fakeBrowser({ autoOpen: true });
   const a = browser.tab();
   const b = browser.tab();
   a.client.start();
@@ -415,7 +781,7 @@ test('a follower tab that goes away leaves the leader alone', async () => {
 });
 
 test('without Web Locks a localStorage lease elects exactly one leader', async () => {
-  const browser = fakeBrowser({ locks: null });
+  const browser = fakeBrowser({ locks: null, autoOpen: true });
   const a = browser.tab();
   const b = browser.tab();
   a.client.start();
@@ -427,22 +793,192 @@ test('without Web Locks a localStorage lease elects exactly one leader', async (
   await waitFor(() => follower.client.tabCount === 2, 'tabs know each other');
   await leader.client.stop();
   await waitFor(() => follower.client.leader, 'the follower takes the lease');
+  await waitFor(() => browser.sockets.some((s) => s.frames('heartbeat').length > 0), 'it beats on its socket');
   await follower.client.stop();
+});
+
+test('a follower socket pings every 4 min to stay under the idle timeout', async () => {
+  const clock = new FakeClock();
+  const browser = fakeBrowser({ locks: heldElsewhere(), env: clock.env() });
+  const { client } = browser.tab();
+  client.start();
+  await clock.advance(0);
+  const [socket] = browser.sockets;
+  assert.equal(client.leader, false);
+  assert.equal(socket.params.has('session_id'), false);
+  socket.open();
+  answerSnapshot(socket);
+  await clock.advance(9 * MINUTE_MS);
+  assert.deepEqual(socket.frames('ping'), [{ action: 'ping' }, { action: 'ping' }]);
+  assert.equal(socket.frames('heartbeat').length, 0);
+  assert.equal(client.heartbeatTimer, null, 'no heartbeat clock in a follower');
+  await client.stop();
+});
+
+// ------------------------------------------------------------------ heartbeat clock and throttling
+
+test('the heartbeat clock runs in a Blob worker when it can, on page timers otherwise', async () => {
+  const clock = new FakeClock();
+  const kit = fakeWorkers(clock);
+  const browser = fakeBrowser({ autoOpen: true, env: { ...clock.env(), Worker: kit.Worker, URL: kit.URL, Blob } });
+  const { client } = browser.tab();
+  client.start();
+  await clock.advance(0);
+  assert.equal(client.heartbeatTimer, 'worker');
+  assert.equal(kit.workers.length, 1);
+  const [worker] = kit.workers;
+  assert.equal(worker.source, TICKER_WORKER_SOURCE);
+  assert.deepEqual(worker.received, [{ ms: 15_000 }], 'ticks every interval/4');
+  await clock.advance(3 * MINUTE_MS);
+  assert.equal(browser.sockets[0].frames('heartbeat').length, 3);
+  await client.stop();
+  assert.equal(worker.terminated, true);
+  assert.equal(kit.blobs.size, 0, 'the blob URL is revoked');
+
+  // A worker that fails to start (a CSP without worker-src blob:): page timers take over.
+  const broken = fakeWorkers(clock, { fail: true });
+  const other = fakeBrowser({ autoOpen: true, env: { ...clock.env(), Worker: broken.Worker, URL: broken.URL, Blob } });
+  const tab = other.tab().client;
+  tab.start();
+  await clock.advance(0);
+  assert.equal(tab.heartbeatTimer, 'page');
+  await clock.advance(3 * MINUTE_MS);
+  assert.equal(other.sockets[0].frames('heartbeat').length, 3);
+  await tab.stop();
+});
+
+/**
+ * A leader tab that stays hidden for `minutes` of virtual time with Chrome's intensive
+ * throttling: every page timer fires at the next whole minute at the earliest. The server
+ * tells interval_s 60 and drops each socket after 2 h (API Gateway's limit). Returns the
+ * virtual times at which the server received a heartbeat.
+ */
+async function hiddenLeader({ worker, transport, minutes = 300 }) {
+  const clock = new FakeClock({ throttleMs: MINUTE_MS });
+  const received = [];
+  const { Socket, created } = socketClass({
+    autoOpen: true,
+    onOpen: (socket) => {
+      if (socket.params.has('session_id')) received.push(clock.now()); // $connect binds
+      clock.add(() => socket.drop(1001), 2 * 60 * MINUTE_MS, false, true);
+    },
+    onSend: (socket, frame) => {
+      if (frame.action === 'heartbeat') received.push(clock.now());
+      if (frame.action === 'snapshot') {
+        queueMicrotask(() => socket.push({ type: 'snapshot', region: 'r', facilities: [], interval_s: 60, ref: frame.ref }));
+      }
+    },
+  });
+  const { fetch } = fakeFetch((call) => {
+    if (call.body.state === 'active') received.push(clock.now());
+    return new Response(JSON.stringify({ interval_s: 60 }), { status: 202 });
+  });
+  const kit = worker ? fakeWorkers(clock) : { Worker: null, URL: null };
+  const doc = new FakeDocument('hidden');
+  const client = new PresenceClient({
+    token: 'tok',
+    websocketUrl: 'ws://host/local',
+    heartbeatUrl: '/v1/heartbeats',
+    env: {
+      ...clock.env(),
+      WebSocket: transport === 'socket' ? Socket : RefusedSocket,
+      fetch,
+      locks: fakeLocks(),
+      storage: new MemoryStorage(),
+      BroadcastChannel: null,
+      sendBeacon: null,
+      target: null,
+      document: doc,
+      Worker: kit.Worker,
+      URL: kit.URL,
+      Blob,
+    },
+  });
+  clients.add(client);
+  const start = clock.now();
+  client.start();
+  await clock.advance(minutes * MINUTE_MS);
+  assert.equal(client.leader, true);
+  assert.equal(client.heartbeatTimer, worker ? 'worker' : 'page');
+  if (transport === 'socket') {
+    assert.ok(created.length >= 3, 'sockets were dropped and reopened');
+    assert.ok(created.every((s) => s.frames('visibility').length === 1), 'each socket was told hidden');
+  }
+  await client.stop();
+  return { received, gap: largestGap(received, start, clock.now()) };
+}
+
+for (const transport of ['socket', 'http']) {
+  for (const worker of [false, true]) {
+    test(`a hidden, throttled leader (${transport}, ${worker ? 'worker' : 'page timers'}) never leaves a gap of a TTL`, async () => {
+      const { received, gap } = await hiddenLeader({ worker, transport });
+      assert.ok(received.length >= 290, `about one heartbeat a minute (${received.length})`);
+      assert.ok(gap < TTL_MS, `largest gap ${gap} ms`);
+      // The worker's clock is not throttled: beats every interval, not at minute boundaries.
+      if (worker) assert.ok(gap <= 60_000 + 7_500, `largest gap ${gap} ms with the worker`);
+    });
+  }
+}
+
+test('the throttling harness catches a naive design: page timers chained every 120 s', async () => {
+  const clock = new FakeClock({ throttleMs: MINUTE_MS });
+  const { setTimeout: later } = clock.env();
+  const received = [];
+  const start = clock.now();
+  const beat = () => {
+    received.push(clock.now());
+    later(beat, 120_000);
+  };
+  beat();
+  await clock.advance(60 * MINUTE_MS);
+  assert.ok(largestGap(received, start, clock.now()) > TTL_MS, 'a throttled 120 s timer lands 180 s later');
+  // The same loop on unthrottled (worker) timers would have held.
+  const fair = new FakeClock();
+  const times = [];
+  const again = () => {
+    times.push(fair.now());
+    fair.add(again, 120_000);
+  };
+  again();
+  await fair.advance(60 * MINUTE_MS);
+  assert.ok(largestGap(times, times[0], fair.now()) < TTL_MS);
+});
+
+test('visible again or resumed (Page Lifecycle), the leader beats at once if its last beat is stale', async () => {
+  const clock = new FakeClock();
+  const doc = new FakeDocument('visible');
+  const browser = fakeBrowser({ autoOpen: true, env: { ...clock.env(), document: doc } });
+  const { client } = browser.tab();
+  client.start();
+  await clock.advance(0);
+  const [socket] = browser.sockets;
+  await clock.advance(30_000);
+  doc.hide();
+  doc.show();
+  assert.equal(socket.frames('heartbeat').length, 0, 'the last beat is fresh');
+  doc.hide();
+  clock.freeze(5 * MINUTE_MS); // frozen: no timer ran
+  doc.resume();
+  assert.equal(socket.frames('heartbeat').length, 1, 'at once on resume');
+  clock.freeze(2 * MINUTE_MS);
+  doc.show();
+  assert.equal(socket.frames('heartbeat').length, 2, 'at once when shown');
+  await client.stop();
 });
 
 // ------------------------------------------------------------------ PresenceClient: WebSocket
 
-async function connected(extra) {
-  const browser = fakeBrowser();
+/** A follower tab (another tab holds the leader lock), its socket created but not open. */
+async function connected(extra = {}, browserOptions = {}) {
+  const browser = fakeBrowser({ locks: heldElsewhere(), ...browserOptions });
   const { client, target } = browser.tab('tok', extra);
-  const before = FakeSocket.instances.length;
   client.start();
-  const socket = FakeSocket.instances[before];
-  assert.ok(socket, 'a socket was created');
+  await waitFor(() => browser.sockets.length === 1, 'a socket');
+  const [socket] = browser.sockets;
   return { browser, client, target, socket };
 }
 
-test('the socket carries the token (no session_id) and asks for a snapshot on open', async () => {
+test('a follower socket carries the token (no session_id) and asks for a snapshot on open', async () => {
   const { client, socket } = await connected();
   const events = record(client, 'connection', 'snapshot', 'status');
   assert.equal(socket.url, 'ws://host/local?token=tok');
@@ -467,8 +1003,113 @@ test('the socket carries the token (no session_id) and asks for a snapshot on op
   assert.equal(applied[0].detail.status, 'offline');
   assert.equal(applied[0].detail.version, 3);
   assert.equal(client.board.get('a').status, 'offline');
+  assert.equal(socket.frames('heartbeat').length, 0, 'a follower never beats');
   await client.stop();
   assert.equal(socket.closedByClient, true);
+});
+
+test('facility.statuses frames apply each status in order, newer versions only, with status events', async () => {
+  const { client, socket } = await connected();
+  const events = record(client, 'status');
+  socket.open();
+  answerSnapshot(socket, [status('a', 5), status('b', 2)]);
+  const { region: _omit, ...noRegion } = status('c', 1);
+  socket.push({
+    type: 'facility.statuses',
+    region: 'r',
+    statuses: [
+      status('a', 4, 'offline'), // older than held: ignored
+      status('b', 3, 'offline'),
+      status('a', 6, 'offline'),
+      status('a', 6, 'online'), // duplicate version: ignored
+      status('b', 4, 'online'),
+      status('b', 3, 'offline'), // late: ignored
+      noRegion, // the frame's region applies
+      null, // malformed: skipped
+    ],
+  });
+  assert.deepEqual(
+    events.map((e) => [e.detail.facility_id, e.detail.version, e.detail.status]),
+    [
+      ['b', 3, 'offline'],
+      ['a', 6, 'offline'],
+      ['b', 4, 'online'],
+      ['c', 1, 'online'],
+    ],
+  );
+  assert.equal(client.board.get('a').status, 'offline');
+  assert.equal(client.board.get('b').version, 4);
+  assert.equal(client.board.get('c').region, 'r');
+  socket.push({ type: 'facility.statuses', region: 'r' }); // no list: nothing
+  socket.push({ type: 'facility.status', ...status('c', 2, 'offline') }); // single frames still work
+  assert.equal(events.length, 5);
+  await client.stop();
+});
+
+test('hidden past the grace: visible:false once; shown: visible:true, then a fresh snapshot', async () => {
+  const clock = new FakeClock();
+  const doc = new FakeDocument('visible');
+  const { client, socket } = await connected({}, { env: { ...clock.env(), document: doc } });
+  const events = record(client, 'visibility', 'snapshot', 'status');
+  socket.open();
+  answerSnapshot(socket, [status('a', 1), status('b', 1)]);
+  const sentBefore = socket.sent.length;
+
+  doc.hide();
+  await clock.advance(20_000);
+  doc.show(); // a short look away says nothing
+  doc.hide();
+  await clock.advance(29_000);
+  assert.equal(socket.sent.length, sentBefore, 'nothing within the grace');
+  assert.equal(client.reportedVisible, true);
+  await clock.advance(2_000);
+  assert.deepEqual(socket.sent.slice(sentBefore), [{ action: 'visibility', visible: false }]);
+  assert.deepEqual(events.filter((e) => e.type === 'visibility').map((e) => e.detail), [{ visible: false }]);
+  assert.equal(client.reportedVisible, false);
+  await clock.advance(10 * MINUTE_MS);
+  assert.equal(socket.frames('visibility').length, 1, 'said once');
+
+  const shownAt = socket.sent.length;
+  doc.show();
+  const shown = socket.sent.slice(shownAt);
+  assert.deepEqual(shown[0], { action: 'visibility', visible: true });
+  assert.equal(shown[1].action, 'snapshot');
+  assert.equal(shown.length, 2);
+  // Region events were missed meanwhile: the snapshot brings them onto the board.
+  answerSnapshot(socket, [status('a', 1), status('b', 3, 'offline')]);
+  const snap = events.filter((e) => e.type === 'snapshot').at(-1).detail;
+  assert.deepEqual(snap.applied.map((s) => [s.facility_id, s.version]), [['b', 3]]);
+  assert.equal(client.board.get('b').status, 'offline');
+  assert.deepEqual(events.filter((e) => e.type === 'visibility').map((e) => e.detail.visible), [false, true]);
+  assert.equal(client.reportedVisible, true);
+  await client.stop();
+});
+
+test('a reconnect while reported hidden says visible:false right after open; shown while closed says nothing', async () => {
+  const clock = new FakeClock();
+  const doc = new FakeDocument('hidden'); // a tab opened in the background
+  const { browser, client, socket } = await connected({ hiddenGraceMs: 5_000 }, { env: { ...clock.env(), document: doc } });
+  socket.open();
+  answerSnapshot(socket);
+  await clock.advance(5_000);
+  assert.deepEqual(socket.last('visibility'), { action: 'visibility', visible: false });
+
+  socket.drop();
+  await clock.advance(10);
+  const second = browser.sockets[1];
+  second.open();
+  assert.deepEqual(second.sent[0], { action: 'visibility', visible: false }, 'a new connection starts visible');
+  assert.equal(second.sent[1].action, 'snapshot');
+
+  // Shown while disconnected: nothing to send; the next connection starts visible anyway.
+  second.drop();
+  doc.show();
+  assert.equal(client.reportedVisible, true);
+  await clock.advance(10);
+  const third = browser.sockets[2];
+  third.open();
+  assert.deepEqual(third.sent.map((m) => m.action), ['snapshot']);
+  await client.stop();
 });
 
 test('a resync event makes the client take a snapshot and replace its board', async () => {
