@@ -217,11 +217,15 @@ async function signIn(userId) {
   storage.set(USER_KEY, user.id);
 
   const region = dir.regions.get(user.region) ?? { id: user.region, name: user.region, facilities: [] };
+  // `?hidden_grace_ms=`: how long the page must stay hidden before it stops taking region
+  // status events (the client's default is 30 s; the end-to-end tests shorten it).
+  const hiddenGraceMs = Number(new URL(window.location.href).searchParams.get('hidden_grace_ms'));
   const client = new PresenceClient({
     token,
     websocketUrl: config.websocket_url,
     heartbeatUrl: config.heartbeat_url,
     getToken,
+    ...(Number.isFinite(hiddenGraceMs) && hiddenGraceMs > 0 ? { hiddenGraceMs } : {}),
   });
   session = {
     user,

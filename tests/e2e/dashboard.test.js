@@ -42,11 +42,12 @@ test('a watcher sees another facility go online within a second and offline afte
     await tileStatus(pageA, 'st-olav-icu', 'online', 5_000); // A's own facility, by A's heartbeats
     assert.equal(await pageA.getAttribute('[data-facility="st-olav-er"]', 'data-status'), 'offline');
 
-    // B signs in at st-olav-er; time from B's first heartbeat leaving the browser
+    // B signs in at st-olav-er; time from B's first heartbeat leaving the browser: its leader
+    // tab's socket opening with the session (presence rides the socket)
     const pageB = await b.newPage();
     let firstBeat = null;
-    pageB.on('request', (r) => {
-      if (firstBeat === null && r.url().includes('/v1/heartbeats')) firstBeat = Date.now();
+    pageB.on('websocket', (ws) => {
+      if (firstBeat === null && ws.url().includes('session_id=')) firstBeat = Date.now();
     });
     await pageB.goto(`${baseUrl}/?user=doctor-bo`);
     const online = await tileStatus(pageA, 'st-olav-er', 'online', 5_000);
