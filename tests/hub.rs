@@ -786,3 +786,45 @@ async fn a_burst_of_flips_in_a_region_is_coalesced_into_few_frames() {
     assert!(online.values().all(|v| v == "online"));
     assert!(frames <= 15, "{frames} frames for 40 flips");
 }
+
+/// Every flip spaced beyond the coalescing window reaches a watching socket exactly once; of
+/// flips within one window only the newest version of a facility goes out. Hidden sockets of
+/// other facilities get none.
+#[tokio::test]
+async fn each_flip_reaches_a_watcher_exactly_once() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    let mut watcher = connect(&s, "ann", "icu", "north", None).await;
+    let mut hidden = Vec::new();
+    for i in 0..6 {
+        let mut ws = connect(&s, &format!("h{i}"), "lab", "north", None).await;
+        send(&mut ws, json!({"action":"visibility","visible":false})).await;
+        hidden.push(ws);
+    }
+    let mut flipper = connect(&s, "bo", "er", "north", None).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (i, spacing) in [1_000u64, 1_000, 1_000, 1_000, 200, 200, 200, 200].into_iter().enumerate() {
+        let session = format!("fl-{}", i / 2);
+        let frame = if i % 2 == 0 {
+            json!({"action":"heartbeat","session_id":session})
+        } else {
+            json!({"action":"heartbeat","session_id":session,"state":"ended"})
+        };
+        send(&mut flipper, frame).await;
+        tokio::time::sleep(Duration::from_millis(spacing)).await;
+    }
+    let got = quiet(&mut watcher, Duration::from_millis(2_000)).await;
+    let versions: Vec<u64> = got
+        .iter()
+        .flat_map(presence::protocol::statuses_in)
+        .filter(|st| st["facility_id"] == "er")
+        .map(|st| st["version"].as_u64().unwrap())
+        .collect();
+    // spaced flips each arrive; within a window only the newest version of a facility goes
+    assert_eq!(versions[..5], [1, 2, 3, 4, 5], "frames: {got:?}");
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    assert_eq!(versions.last(), Some(&8));
+    for ws in &mut hidden {
+        let got = quiet(ws, Duration::from_millis(100)).await;
+        assert!(got.is_empty(), "a hidden socket got {got:?}");
+    }
+}

@@ -254,3 +254,65 @@ async fn a_vanished_browser_goes_offline_in_time_without_any_disconnect() {
     );
     stack.shutdown().await;
 }
+
+/// Through the whole local stack (in-memory tables, metered): sockets whose page said it is
+/// hidden get no region status events, except their own facility's.
+#[tokio::test]
+async fn hidden_sockets_of_the_stack_get_only_their_own_facilitys_events() {
+    use futures::SinkExt;
+    let stack = LocalStack::start(&Env::from_pairs([("LOSS_HOLD_SECONDS", "0")]), options())
+        .await
+        .unwrap();
+    let token = |user: &str, facility: &str| {
+        let now = presence::now_ms() / 1000;
+        let claims = serde_json::json!({"sub": user, "facility": facility,
+            "region": "north", "exp": now + 3600});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(DEV_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let url = stack.ws.websocket_url();
+    let mut sockets = Vec::new();
+    for i in 0..10 {
+        let facility = if i < 3 { "f0" } else { "f1" };
+        let (ws, _) = tokio_tungstenite::connect_async(format!(
+            "{url}?token={}",
+            token(&format!("u{i}"), facility)
+        ))
+        .await
+        .unwrap();
+        sockets.push(ws);
+    }
+    // u1, u2 (at f0) and u3..u9 (at f1) hide; u0 stays visible
+    for ws in &mut sockets[1..] {
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            r#"{"action":"visibility","visible":false}"#,
+        ))
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_flipper, _) = tokio_tungstenite::connect_async(format!(
+        "{url}?token={}&session_id=flip-1",
+        token("bo", "f0")
+    ))
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    for ws in &mut sockets {
+        got.push(
+            status_of(ws, "f0", std::time::Duration::from_millis(1500))
+                .await
+                .is_some(),
+        );
+    }
+    assert_eq!(
+        got,
+        [true, true, true, false, false, false, false, false, false, false],
+        "who saw f0 go online"
+    );
+    stack.shutdown().await;
+}

@@ -1,4 +1,4 @@
-//! `presence-bench [--quick] [--only throughput,rollup,latency,fanout,cost] [--out DIR]`
+//! `presence-bench [--quick] [--only throughput,rollup,latency,fanout,storm,vanish,bill] [--out DIR]`
 //!
 //! Progress goes to stderr; the summary table to stdout; `runs.csv`, `summary.md` and the SVG
 //! charts to `--out` (default `bench/results`, or `bench/results/quick` with `--quick`).
@@ -7,7 +7,7 @@ use presence_bench::{Bench, Options, default_out};
 use std::collections::BTreeSet;
 
 const USAGE: &str =
-    "usage: presence-bench [--quick] [--only throughput,rollup,latency,fanout,cost] [--out DIR]";
+    "usage: presence-bench [--quick] [--only throughput,rollup,latency,fanout,storm,vanish,bill] [--out DIR]";
 
 fn parse(args: Vec<String>) -> Result<Options, String> {
     let mut quick = false;

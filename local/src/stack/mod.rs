@@ -51,6 +51,12 @@ use std::time::Duration;
 /// Concurrent consumers of the heartbeat queue (Lambda scales an SQS trigger the same way).
 const CONSUMER_CONCURRENCY: usize = 4;
 
+/// Concurrent ws-push invocations. The push queue's mapping sets no maximum concurrency, and
+/// Lambda adds pollers while a queue has a backlog; an invocation that waits out a region's
+/// coalescing window (up to `STATUS_COALESCE_MS`) holds one, so a stack with many busy regions
+/// needs several.
+const PUSH_CONCURRENCY: usize = 16;
+
 /// Why the stack could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -277,18 +283,23 @@ impl LocalStack {
                 }
             }));
         }
-        let push_meter = meter.clone();
-        tasks.push(run_event_source(push.clone(), move |event| {
+        // ...and several ws-push invocations of a busy push queue (one waiting out a region's
+        // coalescing window must not hold up the others).
+        for _ in 0..PUSH_CONCURRENCY {
             let hub = hub.clone();
-            let meter = push_meter.clone();
-            async move {
-                meter
-                    .sqs_batch(Function::WsPush, event, move |event| async move {
-                        ws_push::handle(&hub, event, presence::now_ms()).await
-                    })
-                    .await
-            }
-        }));
+            let push_meter = meter.clone();
+            tasks.push(run_event_source(push.clone(), move |event| {
+                let hub = hub.clone();
+                let meter = push_meter.clone();
+                async move {
+                    meter
+                        .sqs_batch(Function::WsPush, event, move |event| async move {
+                            ws_push::handle(&hub, event, presence::now_ms()).await
+                        })
+                        .await
+                }
+            }));
+        }
         let sweeper = session_expiry::service(&settings.expiry, redis.clone(), &session_ports);
         let window = settings.expiry.sweep_window.min(settings.expiry_period);
         let expiry_meter = meter.clone();

@@ -1,7 +1,8 @@
 //! ws-push's status events, coalesced per region: the first event of a quiet region goes out
 //! at once; events that follow within the window (`STATUS_COALESCE_MS`) are gathered in a
 //! Redis outbox ([`crate::sessions::outbox`]) and sent together by one waiting invocation,
-//! as one `facility.statuses` frame per socket (split at API Gateway's 32 KB frame size).
+//! as one `facility.statuses` message per socket (split at API Gateway's 128 KB message
+//! limit; API Gateway bills it per 32 KB).
 //! Hidden sockets get only their own facility's statuses.
 
 use super::{Delivered, Hub, HubError, ServerMessage};
@@ -11,8 +12,10 @@ use crate::sessions::outbox::OutboxRole;
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The largest frame a coalesced push makes: API Gateway's frame size, one billed message.
-const MAX_STATUS_FRAME: usize = 32 * 1024;
+/// The largest message a coalesced push makes: under API Gateway's 128 KB limit for a
+/// `PostToConnection` body. It is billed per 32 KB either way, and one post instead of four
+/// gets a region-wide outage to every socket sooner.
+const MAX_STATUS_FRAME: usize = 120 * 1024;
 
 impl Hub {
     /// ws-push: status events of one region (one batch's worth). With coalescing off, each
@@ -30,7 +33,7 @@ impl Hub {
         let window = self.coalesce_window;
         let pending = match self
             .store
-            .outbox_offer(region, window, statuses)
+            .outbox_offer(region, window, statuses, now_ms)
             .await
             .map_err(unavailable)?
         {
@@ -38,8 +41,9 @@ impl Hub {
             OutboxRole::Send(pending) => pending,
             OutboxRole::Wait(wait) => {
                 tokio::time::sleep(wait).await;
+                let waited = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
                 self.store
-                    .outbox_take(region, window)
+                    .outbox_take(region, window, now_ms.saturating_add(waited))
                     .await
                     .map_err(unavailable)?
             }
@@ -126,7 +130,7 @@ impl Hub {
 }
 
 /// The frames carrying `statuses` in order: `facility.status` for a lone one, else
-/// `facility.statuses` frames of at most [`MAX_STATUS_FRAME`] bytes.
+/// `facility.statuses` messages of at most [`MAX_STATUS_FRAME`] bytes.
 fn status_frames(region: &RegionId, statuses: Vec<FacilityStatus>) -> Vec<String> {
     if let [one] = statuses.as_slice() {
         let event = StatusEvent {
@@ -182,8 +186,8 @@ mod tests {
     }
 
     #[test]
-    fn many_statuses_fill_frames_of_at_most_32_kb_in_order() {
-        let all: Vec<_> = (0..500).map(status).collect();
+    fn many_statuses_fill_messages_of_at_most_120_kb_in_order() {
+        let all: Vec<_> = (0..2000).map(status).collect();
         let frames = status_frames(&RegionId::parse("r").unwrap(), all);
         assert!(frames.len() >= 2, "{} frames", frames.len());
         let mut seen = Vec::new();
@@ -195,6 +199,6 @@ mod tests {
             };
             seen.extend(statuses.into_iter().map(|s| s.version));
         }
-        assert_eq!(seen, (0..500).collect::<Vec<_>>());
+        assert_eq!(seen, (0..2000).collect::<Vec<_>>());
     }
 }

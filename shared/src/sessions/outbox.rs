@@ -12,7 +12,8 @@ use std::time::Duration;
 static OUTBOX: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/status_outbox.lua")));
 
-/// How long a waiting sender holds its turn before another may take it (it died).
+/// How long a waiting sender holds its turn, and taken entries stay its own, before another
+/// may take them (it died).
 const FLUSHER_LEASE: Duration = Duration::from_secs(30);
 
 /// A status waiting in the outbox, with its stored form (compared by [`SessionStore::outbox_done`]).
@@ -54,7 +55,8 @@ fn entries(v: Value) -> Result<Vec<Pending>, StoreError> {
             return Err(StoreError::reply("status_outbox", "odd entry list"));
         };
         let raw = as_string("status_outbox", raw)?;
-        let json = raw.split_once('|').map(|(_, j)| j).unwrap_or_default();
+        // "<version>|<taken ms>|<json>"
+        let json = raw.splitn(3, '|').nth(2).unwrap_or_default();
         let status = serde_json::from_str(json)
             .map_err(|e| StoreError::reply("status_outbox", format!("entry: {e}")))?;
         out.push(Pending { raw, status });
@@ -69,6 +71,7 @@ impl SessionStore {
         region: &RegionId,
         window: Duration,
         statuses: &[FacilityStatus],
+        now_ms: i64,
     ) -> Result<OutboxRole, StoreError> {
         let [outbox, gate, flusher] = keys(region);
         let mut inv = OUTBOX.prepare_invoke();
@@ -76,8 +79,9 @@ impl SessionStore {
             .key(gate)
             .key(flusher)
             .arg("offer")
-            .arg(millis(window))
-            .arg(millis(FLUSHER_LEASE));
+            .arg(now_ms)
+            .arg(millis(FLUSHER_LEASE))
+            .arg(millis(window));
         for s in statuses {
             let json = serde_json::to_string(s).expect("a status serializes");
             inv.arg(s.facility_id.as_str()).arg(s.version).arg(json);
@@ -103,6 +107,7 @@ impl SessionStore {
         &self,
         region: &RegionId,
         window: Duration,
+        now_ms: i64,
     ) -> Result<Vec<Pending>, StoreError> {
         let [outbox, gate, flusher] = keys(region);
         let reply = as_array(
@@ -112,6 +117,8 @@ impl SessionStore {
                 .key(gate)
                 .key(flusher)
                 .arg("take")
+                .arg(now_ms)
+                .arg(millis(FLUSHER_LEASE))
                 .arg(millis(window))
                 .invoke_async(&mut self.connection())
                 .await?,
@@ -129,7 +136,12 @@ impl SessionStore {
         }
         let [outbox, gate, flusher] = keys(region);
         let mut inv = OUTBOX.prepare_invoke();
-        inv.key(outbox).key(gate).key(flusher).arg("done");
+        inv.key(outbox)
+            .key(gate)
+            .key(flusher)
+            .arg("done")
+            .arg(0)
+            .arg(0);
         for p in sent {
             inv.arg(p.status.facility_id.as_str()).arg(&p.raw);
         }
