@@ -1504,7 +1504,17 @@ pub async fn run(options: &Options, report: &mut Report, progress: &Progress) ->
     std::fs::write(options.out.join("bill.md"), &md)?;
     report.note(format!(
         "bill: the measured units, the workload and the monthly bills are in {}.",
-        options.out.join("bill.md").display()
+        {
+            let file = options.out.join("bill.md");
+            // Relative to the workspace when inside it: the summary is committed.
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            match (file.canonicalize(), root.canonicalize()) {
+                (Ok(f), Ok(r)) => f.strip_prefix(&r).map(Path::to_path_buf).unwrap_or(f),
+                _ => file,
+            }
+            .display()
+            .to_string()
+        }
     ));
     let full_out = crate::default_out(false);
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
