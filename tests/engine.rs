@@ -460,28 +460,65 @@ async fn a_closed_socket_lingers_its_session_unless_another_carries_it() {
     let linger = SocketOp::Linger { grace_ms: 10_000 };
     let beat = |at| hb("s1", "u1", "f1", at, false);
 
-    let (_, o, flips) = store.apply_socket(&beat(T0), SocketOp::Bind, "conn-a", T0).await.unwrap();
+    let (_, o, flips) = store
+        .apply_socket(&beat(T0), SocketOp::Bind, "conn-a", T0)
+        .await
+        .unwrap();
     assert_eq!((o, flips.len()), (Outcome::New, 1));
     // another tab's socket takes it over; the first socket's close changes nothing
-    let (_, o, _) = store.apply_socket(&beat(T0 + 1_000), SocketOp::Bind, "conn-b", T0 + 1_000).await.unwrap();
+    let (_, o, _) = store
+        .apply_socket(&beat(T0 + 1_000), SocketOp::Bind, "conn-b", T0 + 1_000)
+        .await
+        .unwrap();
     assert_eq!(o, Outcome::Refreshed);
-    let (_, o, _) = store.apply_socket(&beat(T0 + 2_000), linger, "conn-a", T0 + 2_000).await.unwrap();
+    let (_, o, _) = store
+        .apply_socket(&beat(T0 + 2_000), linger, "conn-a", T0 + 2_000)
+        .await
+        .unwrap();
     assert_eq!(o, Outcome::Kept);
-    assert!(store.sweep(store.partitioner().partition_of(&fac("f1")), T0 + 20_000, 100).await.unwrap().claimed.is_empty());
+    assert!(
+        store
+            .sweep(
+                store.partitioner().partition_of(&fac("f1")),
+                T0 + 20_000,
+                100
+            )
+            .await
+            .unwrap()
+            .claimed
+            .is_empty()
+    );
 
     // a heartbeat newer than the close (over HTTP, say) keeps it too
     apply_one(&store, beat(T0 + 3_000)).await;
-    let (_, o, _) = store.apply_socket(&beat(T0 + 2_500), linger, "conn-b", T0 + 3_100).await.unwrap();
+    let (_, o, _) = store
+        .apply_socket(&beat(T0 + 2_500), linger, "conn-b", T0 + 3_100)
+        .await
+        .unwrap();
     assert_eq!(o, Outcome::Kept);
 
     // the carrying socket closes: the deadline moves in to the close + the grace
-    let (_, o, _) = store.apply_socket(&beat(T0 + 4_000), linger, "conn-b", T0 + 4_000).await.unwrap();
+    let (_, o, _) = store
+        .apply_socket(&beat(T0 + 4_000), linger, "conn-b", T0 + 4_000)
+        .await
+        .unwrap();
     assert_eq!(o, Outcome::Lingering);
     let p = store.partitioner().partition_of(&fac("f1"));
-    assert!(store.sweep(p, T0 + 13_999, 100).await.unwrap().claimed.is_empty());
+    assert!(
+        store
+            .sweep(p, T0 + 13_999, 100)
+            .await
+            .unwrap()
+            .claimed
+            .is_empty()
+    );
     let swept = store.sweep(p, T0 + 14_001, 100).await.unwrap();
     assert_eq!(swept.claimed.len(), 1);
-    assert_eq!(swept.flips[0].since_ms, T0 + 14_000, "offline at the close + the grace");
+    assert_eq!(
+        swept.flips[0].since_ms,
+        T0 + 14_000,
+        "offline at the close + the grace"
+    );
 }
 
 /// ws-push's per-region outbox: the first offer of a quiet region sends at once; offers within
@@ -504,31 +541,63 @@ async fn the_status_outbox_sends_each_status_once() {
         online_sessions: 1,
     };
 
-    let OutboxRole::Send(first) = store.outbox_offer(&region, window, &[status("f1", 1)], T0).await.unwrap() else {
+    let OutboxRole::Send(first) = store
+        .outbox_offer(&region, window, &[status("f1", 1)], T0)
+        .await
+        .unwrap()
+    else {
         panic!("a quiet region sends at once")
     };
     assert_eq!(first.len(), 1);
     // within the window: one sender waits, the rest are queued
-    let role = store.outbox_offer(&region, window, &[status("f2", 1)], T0 + 10).await.unwrap();
+    let role = store
+        .outbox_offer(&region, window, &[status("f2", 1)], T0 + 10)
+        .await
+        .unwrap();
     assert!(matches!(role, OutboxRole::Wait(_)), "{role:?}");
-    let role = store.outbox_offer(&region, window, &[status("f3", 1), status("f2", 2)], T0 + 20).await.unwrap();
+    let role = store
+        .outbox_offer(
+            &region,
+            window,
+            &[status("f3", 1), status("f2", 2)],
+            T0 + 20,
+        )
+        .await
+        .unwrap();
     assert_eq!(role, OutboxRole::Queued);
     tokio::time::sleep(window).await;
     // f1 is still being sent by the first sender (no done yet): not taken twice
     let taken = store.outbox_take(&region, window, T0 + 400).await.unwrap();
-    let mut got: Vec<_> = taken.iter().map(|p| (p.status.facility_id.to_string(), p.status.version)).collect();
+    let mut got: Vec<_> = taken
+        .iter()
+        .map(|p| (p.status.facility_id.to_string(), p.status.version))
+        .collect();
     got.sort();
     assert_eq!(got, [("f2".to_owned(), 2), ("f3".to_owned(), 1)]);
     store.outbox_done(&region, &taken).await.unwrap();
     // the first sender died without done: after the lease, its entry is taken again
     tokio::time::sleep(window).await;
-    let OutboxRole::Send(again) = store.outbox_offer(&region, window, &[], T0 + 31_000).await.unwrap() else {
+    let OutboxRole::Send(again) = store
+        .outbox_offer(&region, window, &[], T0 + 31_000)
+        .await
+        .unwrap()
+    else {
         panic!("the window is over")
     };
-    assert_eq!(again.iter().map(|p| p.status.facility_id.to_string()).collect::<Vec<_>>(), ["f1"]);
+    assert_eq!(
+        again
+            .iter()
+            .map(|p| p.status.facility_id.to_string())
+            .collect::<Vec<_>>(),
+        ["f1"]
+    );
     store.outbox_done(&region, &again).await.unwrap();
     tokio::time::sleep(window).await;
-    let OutboxRole::Send(none) = store.outbox_offer(&region, window, &[], T0 + 62_000).await.unwrap() else {
+    let OutboxRole::Send(none) = store
+        .outbox_offer(&region, window, &[], T0 + 62_000)
+        .await
+        .unwrap()
+    else {
         panic!("the window is over")
     };
     assert!(none.is_empty(), "{none:?}");

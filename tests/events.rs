@@ -232,7 +232,10 @@ async fn websocket_events() {
     }
 
     let conn = registry.get("L0SM9cOFvHcCIhw=").await.unwrap().unwrap();
-    assert!(conn.hidden, "the visibility event hid the sample connection");
+    assert!(
+        conn.hidden,
+        "the visibility event hid the sample connection"
+    );
 
     for path in files("ws-disconnect") {
         let r = ws_disconnect::handle(&hub, event(&path), now).await;

@@ -416,7 +416,10 @@ async fn a_flip_reaches_the_regions_sockets_as_a_status_event() {
 
     send(&mut watcher, json!({"action":"snapshot","ref":1})).await;
     let snap = expect(&mut watcher, "snapshot").await;
-    assert_eq!(snap["interval_s"], 60, "the snapshot tells the heartbeat interval");
+    assert_eq!(
+        snap["interval_s"], 60,
+        "the snapshot tells the heartbeat interval"
+    );
     let ids: Vec<_> = snap["facilities"]
         .as_array()
         .unwrap()
@@ -680,25 +683,45 @@ async fn a_new_leader_tab_takes_the_session_over_without_a_flap() {
     let mut watcher = connect(&s, "ann", "icu", "north", None).await;
     let leader = connect(&s, "bo", "er", "north", Some("browser-1")).await;
     let e = expect(&mut watcher, "facility.status").await;
-    assert_eq!((e["facility_id"].as_str(), e["status"].as_str()), (Some("er"), Some("online")));
+    assert_eq!(
+        (e["facility_id"].as_str(), e["status"].as_str()),
+        (Some("er"), Some("online"))
+    );
 
     let mut other_tab = connect(&s, "bo", "er", "north", None).await;
     send(&mut other_tab, json!({"action":"heartbeat"})).await;
     let e = expect(&mut other_tab, "error").await;
-    assert_eq!((e["code"].as_str(), e["action"].as_str()), (Some("bad_request"), Some("heartbeat")));
+    assert_eq!(
+        (e["code"].as_str(), e["action"].as_str()),
+        (Some("bad_request"), Some("heartbeat"))
+    );
 
     // the old leader goes; the other tab takes over at once, as the client does
     drop(leader);
-    send(&mut other_tab, json!({"action":"heartbeat","session_id":"browser-1"})).await;
+    send(
+        &mut other_tab,
+        json!({"action":"heartbeat","session_id":"browser-1"}),
+    )
+    .await;
     let seen = quiet(&mut watcher, Duration::from_millis(3000)).await;
     assert!(
         seen.iter().all(|m| m["type"] != "facility.status"),
         "the facility flapped during the leader change: {seen:?}"
     );
-    let bound = s.registry.user_connections(&UserId::parse("bo").unwrap()).await.unwrap();
+    let bound = s
+        .registry
+        .user_connections(&UserId::parse("bo").unwrap())
+        .await
+        .unwrap();
     assert_eq!(bound.len(), 1, "the old leader's connection is gone");
     assert_eq!(
-        s.registry.get(&bound[0]).await.unwrap().unwrap().session_id.map(|s| s.to_string()),
+        s.registry
+            .get(&bound[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .session_id
+            .map(|s| s.to_string()),
         Some("browser-1".to_owned()),
         "the new leader's socket carries the session"
     );
@@ -707,7 +730,10 @@ async fn a_new_leader_tab_takes_the_session_over_without_a_flap() {
     let closed_ms = presence::now_ms();
     drop(other_tab);
     let e = expect(&mut watcher, "facility.status").await;
-    assert_eq!((e["facility_id"].as_str(), e["status"].as_str()), (Some("er"), Some("offline")));
+    assert_eq!(
+        (e["facility_id"].as_str(), e["status"].as_str()),
+        (Some("er"), Some("offline"))
+    );
     let since = e["since_ms"].as_i64().unwrap();
     assert!(
         (closed_ms..closed_ms + 2_000).contains(&since),
@@ -726,8 +752,16 @@ async fn a_hidden_socket_gets_only_its_own_facilitys_events() {
     let answered = quiet(&mut hidden, Duration::from_millis(300)).await;
     assert!(answered.is_empty(), "a visibility frame got {answered:?}");
     wait_until("the connection to be marked hidden", || async {
-        let ids = s.registry.user_connections(&UserId::parse("ann").unwrap()).await.unwrap();
-        s.registry.get(&ids[0]).await.unwrap().is_some_and(|c| c.hidden)
+        let ids = s
+            .registry
+            .user_connections(&UserId::parse("ann").unwrap())
+            .await
+            .unwrap();
+        s.registry
+            .get(&ids[0])
+            .await
+            .unwrap()
+            .is_some_and(|c| c.hidden)
     })
     .await;
 
@@ -745,8 +779,16 @@ async fn a_hidden_socket_gets_only_its_own_facilitys_events() {
     // shown again: region events flow again
     send(&mut hidden, json!({"action":"visibility","visible":true})).await;
     wait_until("the connection to be marked visible", || async {
-        let ids = s.registry.user_connections(&UserId::parse("ann").unwrap()).await.unwrap();
-        s.registry.get(&ids[0]).await.unwrap().is_some_and(|c| !c.hidden)
+        let ids = s
+            .registry
+            .user_connections(&UserId::parse("ann").unwrap())
+            .await
+            .unwrap();
+        s.registry
+            .get(&ids[0])
+            .await
+            .unwrap()
+            .is_some_and(|c| !c.hidden)
     })
     .await;
     let _depot = connect(&s, "eve", "depot", "north", Some("tab-depot")).await;
@@ -765,13 +807,24 @@ async fn a_burst_of_flips_in_a_region_is_coalesced_into_few_frames() {
     let mut watcher = connect(&s, "ann", "icu", "north", None).await;
     let mut sockets = Vec::new();
     for i in 0..40 {
-        sockets.push(connect(&s, &format!("u{i}"), &format!("f{i:02}"), "north", Some(&format!("t{i}"))).await);
+        sockets.push(
+            connect(
+                &s,
+                &format!("u{i}"),
+                &format!("f{i:02}"),
+                "north",
+                Some(&format!("t{i}")),
+            )
+            .await,
+        );
     }
     let mut frames = 0;
     let mut online = std::collections::BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while online.len() < 40 && tokio::time::Instant::now() < deadline {
-        let Some(m) = next(&mut watcher, Duration::from_secs(3)).await else { break };
+        let Some(m) = next(&mut watcher, Duration::from_secs(3)).await else {
+            break;
+        };
         let statuses = match m["type"].as_str() {
             Some("facility.status") => vec![m.clone()],
             Some("facility.statuses") => m["statuses"].as_array().unwrap().clone(),
@@ -779,7 +832,10 @@ async fn a_burst_of_flips_in_a_region_is_coalesced_into_few_frames() {
         };
         frames += 1;
         for st in statuses {
-            online.insert(st["facility_id"].as_str().unwrap().to_owned(), st["status"].clone());
+            online.insert(
+                st["facility_id"].as_str().unwrap().to_owned(),
+                st["status"].clone(),
+            );
         }
     }
     assert_eq!(online.len(), 40, "every facility reached the watcher");
@@ -802,7 +858,10 @@ async fn each_flip_reaches_a_watcher_exactly_once() {
     }
     let mut flipper = connect(&s, "bo", "er", "north", None).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for (i, spacing) in [1_000u64, 1_000, 1_000, 1_000, 200, 200, 200, 200].into_iter().enumerate() {
+    for (i, spacing) in [1_000u64, 1_000, 1_000, 1_000, 200, 200, 200, 200]
+        .into_iter()
+        .enumerate()
+    {
         let session = format!("fl-{}", i / 2);
         let frame = if i % 2 == 0 {
             json!({"action":"heartbeat","session_id":session})

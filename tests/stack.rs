@@ -311,7 +311,9 @@ async fn hidden_sockets_of_the_stack_get_only_their_own_facilitys_events() {
     }
     assert_eq!(
         got,
-        [true, true, true, false, false, false, false, false, false, false],
+        [
+            true, true, true, false, false, false, false, false, false, false
+        ],
         "who saw f0 go online"
     );
     stack.shutdown().await;

@@ -460,7 +460,9 @@ async fn invoked(
             return Ok(b);
         }
         if Instant::now() > until {
-            return Err(format!("{function} was not invoked {count} times within {limit:?}").into());
+            return Err(
+                format!("{function} was not invoked {count} times within {limit:?}").into(),
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -471,7 +473,11 @@ fn base_env(extra: &[(&str, &str)]) -> Env {
         ("PARTITIONS".into(), "16".into()),
         ("LOSS_HOLD_SECONDS".into(), "0".into()),
     ];
-    pairs.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    pairs.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     Env::from_pairs(pairs)
 }
 
@@ -518,9 +524,7 @@ async fn activities(
     invoked(stack, "facility-rollup", 1, Duration::from_secs(10)).await?;
     let (region, facility) = ("bill-act", "bill-act-f0");
     // An anchor session keeps the facility online: opening and closing tabs flips nothing.
-    let mut anchor = c
-        .open("anchor", facility, region, Some("anchor-s"))
-        .await?;
+    let mut anchor = c.open("anchor", facility, region, Some("anchor-s")).await?;
     anchor.snapshot().await?;
     let n = cfg.opens;
     let q = cfg.quiet;
@@ -644,7 +648,8 @@ async fn activities(
     let mut http = crate::http::HttpClient::connect(&c.http_url).await?;
     for i in 0..n {
         let token = c.token(&format!("al{i}"), facility, region)?;
-        c.post(&mut http, &token, &format!("ls{i}"), "ended").await?;
+        c.post(&mut http, &token, &format!("ls{i}"), "ended")
+            .await?;
     }
     let b12 = settle(stack, q).await;
     m.ended = Units::per(&b12.since(&b11), n as f64);
@@ -664,7 +669,8 @@ async fn activities(
     let senders = 8usize;
     let tasks: Vec<_> = (0..senders)
         .map(|s| {
-            let share: Vec<(String, String)> = hs.iter().skip(s).step_by(senders).cloned().collect();
+            let share: Vec<(String, String)> =
+                hs.iter().skip(s).step_by(senders).cloned().collect();
             let base = c.http_url.clone();
             let rounds = cfg.http_rounds;
             tokio::spawn(async move {
@@ -718,11 +724,7 @@ async fn activities(
 
 /// Alternately starts and ends a session on `flipper` (one flip each), spaced beyond the
 /// coalescing window.
-async fn flip_series(
-    flipper: &mut Tab,
-    cfg: &Config,
-    series: &str,
-) -> Result<(), BenchError> {
+async fn flip_series(flipper: &mut Tab, cfg: &Config, series: &str) -> Result<(), BenchError> {
     for i in 0..cfg.flips {
         let session = format!("fl-{series}-{}", i / 2);
         let frame = if i % 2 == 0 {
@@ -745,7 +747,9 @@ async fn flips(
 ) -> Result<(), BenchError> {
     let q = cfg.quiet;
     // The cause alone: the same frames in a region with no other socket.
-    let mut lone = c.open("flip-lone", "bill-empty-f0", "bill-empty", None).await?;
+    let mut lone = c
+        .open("flip-lone", "bill-empty-f0", "bill-empty", None)
+        .await?;
     lone.snapshot().await?;
     let b0 = settle(stack, q).await;
     flip_series(&mut lone, cfg, "lone").await?;
@@ -890,7 +894,11 @@ async fn rollups(cfg: &Config, stack: &LocalStack) -> Result<(Units, Units), Ben
         let after = b1.invocations("facility-rollup") + 1 + attempt * 2;
         invoked(stack, "facility-rollup", after, limit).await?;
         for i in 0..cfg.rollup_flips {
-            let token = c.token(&format!("ru{attempt}x{i}"), &format!("bill-roll-{attempt}x{i}"), "bill-roll")?;
+            let token = c.token(
+                &format!("ru{attempt}x{i}"),
+                &format!("bill-roll-{attempt}x{i}"),
+                "bill-roll",
+            )?;
             c.post(&mut http, &token, &format!("rs{attempt}x{i}"), "active")
                 .await?;
         }
@@ -972,7 +980,9 @@ impl Workload {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Design {
     /// This design with a backstop interval (s).
-    This { interval_s: f64 },
+    This {
+        interval_s: f64,
+    },
     Straightforward,
     Azure,
 }
@@ -1010,27 +1020,51 @@ pub fn activities_per_month<'m>(
     let mut v = Vec::new();
     match d {
         Design::This { interval_s } => {
-            v.push(("backstop heartbeat frames (leaders)", leaders * 3600.0 / interval_s * h, &m.heartbeat));
+            v.push((
+                "backstop heartbeat frames (leaders)",
+                leaders * 3600.0 / interval_s * h,
+                &m.heartbeat,
+            ));
             v.push(("follower keepalives", followers * keepalives, &m.keepalive));
             v.push(("leader tab opens", leaders * reopen, &m.open_leader));
             v.push(("follower tab opens", followers * reopen, &m.open_follower));
-            v.push(("hidden tabs' visibility false", tabs * (1.0 - w.visible_share) * reopen, &m.hide));
+            v.push((
+                "hidden tabs' visibility false",
+                tabs * (1.0 - w.visible_share) * reopen,
+                &m.hide,
+            ));
             v.push(("leader tab closes", leaders * reopen, &m.close_leader));
             v.push(("follower tab closes", followers * reopen, &m.close_follower));
-            v.push(("session ends (ended beacon)", w.users / w.session_hours * h, &m.ended));
+            v.push((
+                "session ends (ended beacon)",
+                w.users / w.session_hours * h,
+                &m.ended,
+            ));
             v.push(("flips delivered (30 % visible)", flips, &m.flip_hidden));
             v.push(("flip causes (heartbeat frame)", flips, &m.flip_cause));
         }
         Design::Straightforward | Design::Azure => {
-            v.push(("HTTP heartbeats (every tab, 30 s)", tabs * 120.0 * h, &m.http_heartbeat));
+            v.push((
+                "HTTP heartbeats (every tab, 30 s)",
+                tabs * 120.0 * h,
+                &m.http_heartbeat,
+            ));
             v.push(("tab pings (keepalive)", tabs * keepalives, &m.ping));
             v.push(("tab opens", tabs * reopen, &m.open_follower));
             v.push(("tab closes", tabs * reopen, &m.close_follower));
-            v.push(("tab sessions end (ended)", tabs / w.session_hours * h, &m.ended));
+            v.push((
+                "tab sessions end (ended)",
+                tabs / w.session_hours * h,
+                &m.ended,
+            ));
             v.push(("flips delivered (every socket)", flips, &m.flip_visible));
         }
     }
-    v.push(("flips persisted (next rollup run)", flips, &m.rollup_per_flip));
+    v.push((
+        "flips persisted (next rollup run)",
+        flips,
+        &m.rollup_per_flip,
+    ));
     v.push(("chat messages to groups of 10", chat, &m.chat));
     v.push(("facility-rollup runs (1 a minute)", 60.0 * h, &m.rollup_run));
     v
@@ -1043,8 +1077,7 @@ pub fn month_units(d: Design, w: &Workload, m: &Measured) -> Units {
         u.add(units, times);
     }
     u.add(&expiry_per_run(m), 60.0 * MONTH_HOURS);
-    u.connection_minutes +=
-        w.tabs() * 60.0 * MONTH_HOURS * m.connection_minutes_per_socket_minute;
+    u.connection_minutes += w.tabs() * 60.0 * MONTH_HOURS * m.connection_minutes_per_socket_minute;
     u
 }
 
@@ -1096,7 +1129,10 @@ pub fn bill(d: Design, w: &Workload, m: &Measured) -> (Vec<Line>, f64) {
         let tabs = w.tabs();
         let units = (tabs / SIGNALR_UNIT_CONNECTIONS).ceil();
         lines.push(Line {
-            item: format!("SignalR Standard units ({} connections each, $49 a month)", fmt_num(SIGNALR_UNIT_CONNECTIONS)),
+            item: format!(
+                "SignalR Standard units ({} connections each, $49 a month)",
+                fmt_num(SIGNALR_UNIT_CONNECTIONS)
+            ),
             quantity: fmt_num(units),
             dollars: units * SIGNALR_UNIT_MONTH,
         });
@@ -1140,7 +1176,12 @@ pub fn bill(d: Design, w: &Workload, m: &Measured) -> (Vec<Line>, f64) {
         lines.push(Line {
             item: "API Gateway HTTP API requests".into(),
             quantity: millions(u.http_requests),
-            dollars: tiered(u.http_requests, HTTP_REQUEST, HTTP_REQUEST_TIER, HTTP_REQUEST_AFTER),
+            dollars: tiered(
+                u.http_requests,
+                HTTP_REQUEST,
+                HTTP_REQUEST_TIER,
+                HTTP_REQUEST_AFTER,
+            ),
         });
         lines.push(Line {
             item: "Lambda requests".into(),
@@ -1223,7 +1264,11 @@ fn units_row(s: &mut String, name: &str, n: usize, u: &Units) {
         "| {name} | {n} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} |",
         fmt_num(u.ws_messages),
         fmt_num(u.http_requests),
-        if inv.is_empty() { "–".into() } else { inv.join(", ") },
+        if inv.is_empty() {
+            "–".into()
+        } else {
+            inv.join(", ")
+        },
         fmt_num(u.gb_s),
         fmt_num(u.sqs),
         fmt_num(u.rru),
@@ -1263,22 +1308,90 @@ pub fn markdown(m: &Measured, quick: bool) -> String {
         "| activity | n | WS msgs | HTTP | invocations | GB-s | SQS | RRU | WRU | @connections | $/M |\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
     );
     let r = |k: &str| m.reps.get(k).copied().unwrap_or(0);
-    units_row(&mut s, "leader tab opens (`session_id`, `snapshot`)", r("open"), &m.open_leader);
-    units_row(&mut s, "follower tab opens (`snapshot`)", r("open"), &m.open_follower);
-    units_row(&mut s, "hidden tab says `visibility false`", r("hide"), &m.hide);
-    units_row(&mut s, "leader tab closes (`$disconnect`)", r("close"), &m.close_leader);
+    units_row(
+        &mut s,
+        "leader tab opens (`session_id`, `snapshot`)",
+        r("open"),
+        &m.open_leader,
+    );
+    units_row(
+        &mut s,
+        "follower tab opens (`snapshot`)",
+        r("open"),
+        &m.open_follower,
+    );
+    units_row(
+        &mut s,
+        "hidden tab says `visibility false`",
+        r("hide"),
+        &m.hide,
+    );
+    units_row(
+        &mut s,
+        "leader tab closes (`$disconnect`)",
+        r("close"),
+        &m.close_leader,
+    );
     units_row(&mut s, "follower tab closes", r("close"), &m.close_follower);
     units_row(&mut s, "`ended` beacon (HTTP)", r("ended"), &m.ended);
-    units_row(&mut s, "backstop `heartbeat` frame (warm leader)", r("frames"), &m.heartbeat);
-    units_row(&mut s, "follower keepalive (`visibility`, same state)", r("frames"), &m.keepalive);
-    units_row(&mut s, "`ping` (straightforward keepalive)", r("frames"), &m.ping);
-    units_row(&mut s, "flip cause (`heartbeat` frame starting/ending a session)", r("flips"), &m.flip_cause);
-    units_row(&mut s, "flip delivered, 30 % visible", r("flips"), &m.flip_hidden);
-    units_row(&mut s, "flip delivered, every socket visible", r("flips"), &m.flip_visible);
-    units_row(&mut s, "flip persisted by the next rollup run", 1, &m.rollup_per_flip);
+    units_row(
+        &mut s,
+        "backstop `heartbeat` frame (warm leader)",
+        r("frames"),
+        &m.heartbeat,
+    );
+    units_row(
+        &mut s,
+        "follower keepalive (`visibility`, same state)",
+        r("frames"),
+        &m.keepalive,
+    );
+    units_row(
+        &mut s,
+        "`ping` (straightforward keepalive)",
+        r("frames"),
+        &m.ping,
+    );
+    units_row(
+        &mut s,
+        "flip cause (`heartbeat` frame starting/ending a session)",
+        r("flips"),
+        &m.flip_cause,
+    );
+    units_row(
+        &mut s,
+        "flip delivered, 30 % visible",
+        r("flips"),
+        &m.flip_hidden,
+    );
+    units_row(
+        &mut s,
+        "flip delivered, every socket visible",
+        r("flips"),
+        &m.flip_visible,
+    );
+    units_row(
+        &mut s,
+        "flip persisted by the next rollup run",
+        1,
+        &m.rollup_per_flip,
+    );
     units_row(&mut s, "chat message to 10 members", r("chat"), &m.chat);
-    units_row(&mut s, "HTTP heartbeat → SQS → consumer", r("http"), &m.http_heartbeat);
-    units_row(&mut s, &format!("session-expiry run, {:.0} s window locally", m.expiry_window_s), 1, &m.expiry_run);
+    units_row(
+        &mut s,
+        "HTTP heartbeat → SQS → consumer",
+        r("http"),
+        &m.http_heartbeat,
+    );
+    units_row(
+        &mut s,
+        &format!(
+            "session-expiry run, {:.0} s window locally",
+            m.expiry_window_s
+        ),
+        1,
+        &m.expiry_run,
+    );
     units_row(&mut s, "facility-rollup run, idle", 1, &m.rollup_run);
     let _ = writeln!(
         s,
@@ -1347,7 +1460,13 @@ pub fn markdown(m: &Measured, quick: bool) -> String {
     );
     let w = Workload::new(100_000.0);
     for interval in INTERVALS {
-        let (_, total) = bill(Design::This { interval_s: interval }, &w, m);
+        let (_, total) = bill(
+            Design::This {
+                interval_s: interval,
+            },
+            &w,
+            m,
+        );
         let _ = writeln!(
             s,
             "| {interval:.0} s | {:.0} s | {:.0} s | {} |",
@@ -1409,10 +1528,22 @@ pub async fn run(options: &Options, report: &mut Report, progress: &Progress) ->
     // Per-heartbeat figures (the backstop frame).
     let hb = &m.heartbeat;
     for (name, value, target) in [
-        ("WebSocket messages per backstop heartbeat", hb.ws_messages, 1.0),
-        ("ws-message invocations per backstop heartbeat", hb.invocation("ws-message"), 1.0),
+        (
+            "WebSocket messages per backstop heartbeat",
+            hb.ws_messages,
+            1.0,
+        ),
+        (
+            "ws-message invocations per backstop heartbeat",
+            hb.invocation("ws-message"),
+            1.0,
+        ),
         ("DynamoDB reads per backstop heartbeat (RRU)", hb.rru, 0.0),
-        ("management calls per backstop heartbeat", hb.management, 0.0),
+        (
+            "management calls per backstop heartbeat",
+            hb.management,
+            0.0,
+        ),
         ("SQS requests per backstop heartbeat", hb.sqs, 0.1),
     ] {
         report.figure(
@@ -1467,7 +1598,10 @@ pub async fn run(options: &Options, report: &mut Report, progress: &Progress) ->
         report.figure(profile);
         let mut azure = Figure::new(
             "bill",
-            format!("{} users, defaults against Azure SignalR + Functions", label),
+            format!(
+                "{} users, defaults against Azure SignalR + Functions",
+                label
+            ),
             t(users, 0),
             "$/month",
         )

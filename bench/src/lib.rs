@@ -85,7 +85,11 @@ impl Bench {
 
     pub fn parse(raw: &str) -> Option<Self> {
         // `cost` was the hand-written model `bill` replaced.
-        let raw = if raw.trim() == "cost" { "bill" } else { raw.trim() };
+        let raw = if raw.trim() == "cost" {
+            "bill"
+        } else {
+            raw.trim()
+        };
         Self::ALL.into_iter().find(|b| b.name() == raw)
     }
 }

@@ -6,8 +6,7 @@
 use presence_bench::{Bench, Options, default_out};
 use std::collections::BTreeSet;
 
-const USAGE: &str =
-    "usage: presence-bench [--quick] [--only throughput,rollup,latency,fanout,storm,vanish,bill] [--out DIR]";
+const USAGE: &str = "usage: presence-bench [--quick] [--only throughput,rollup,latency,fanout,storm,vanish,bill] [--out DIR]";
 
 fn parse(args: Vec<String>) -> Result<Options, String> {
     let mut quick = false;

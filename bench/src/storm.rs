@@ -200,7 +200,11 @@ async fn connect(url: String) -> Result<Ws, BenchError> {
             }
         }
     }
-    Err(format!("cannot connect: {}", last.map(|e| e.to_string()).unwrap_or_default()).into())
+    Err(format!(
+        "cannot connect: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )
+    .into())
 }
 
 /// What one storm measured.
@@ -282,10 +286,7 @@ pub async fn run(options: &Options, report: &mut Report, progress: &Progress) ->
     }
 
     let coalesced = storm(&cfg, cfg.watchers, 750, progress).await?;
-    progress.say(format!(
-        "coalesced (750 ms): {}",
-        coalesced.describe()
-    ));
+    progress.say(format!("coalesced (750 ms): {}", coalesced.describe()));
     let reference = storm(&cfg, cfg.reference_watchers, 0, progress).await?;
     progress.say(format!(
         "reference (STATUS_COALESCE_MS=0, {} watchers): {}",
@@ -561,9 +562,8 @@ async fn measure(
     let calls_before = stack.ws.meter().usage().management_calls;
 
     // The storm.
-    let ended = Message::text(
-        serde_json::json!({"action": "heartbeat", "state": "ended"}).to_string(),
-    );
+    let ended =
+        Message::text(serde_json::json!({"action": "heartbeat", "state": "ended"}).to_string());
     let start_us = now_us();
     let start = tokio::time::Instant::now();
     for (j, sink) in sinks.iter_mut().enumerate() {

@@ -270,7 +270,11 @@ async fn measure(
             break;
         }
         if std::time::Instant::now() >= until {
-            return Err(format!("only {seen} of {} browsers online after 120 s", cfg.browsers).into());
+            return Err(format!(
+                "only {seen} of {} browsers online after 120 s",
+                cfg.browsers
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -12,8 +12,8 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use presence::hub::{Delivered, Hub, HubError};
 use presence::ids::RegionId;
 use presence::protocol::{FacilityStatus, PushMessage};
-use std::collections::BTreeMap;
 use presence::telemetry::{Unit, emit_metrics};
+use std::collections::BTreeMap;
 
 /// The AWS calls this function's code makes, on what (tests/permissions.rs checks this list
 /// against the code and against the function's policy in template.yaml). Receiving and

@@ -115,7 +115,11 @@ impl Hub {
         for (selection, ids) in audiences {
             let chosen: Vec<FacilityStatus> = statuses
                 .iter()
-                .filter(|s| selection.as_ref().is_none_or(|set| set.contains(&s.facility_id)))
+                .filter(|s| {
+                    selection
+                        .as_ref()
+                        .is_none_or(|set| set.contains(&s.facility_id))
+                })
                 .cloned()
                 .collect();
             for frame in status_frames(region, chosen) {

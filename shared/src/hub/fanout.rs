@@ -149,8 +149,12 @@ impl Hub {
     pub async fn push(&self, message: &PushMessage, now_ms: i64) -> Result<Delivered, HubError> {
         match message {
             PushMessage::Status(event) => {
-                self.push_statuses(&event.status.region, std::slice::from_ref(&event.status), now_ms)
-                    .await
+                self.push_statuses(
+                    &event.status.region,
+                    std::slice::from_ref(&event.status),
+                    now_ms,
+                )
+                .await
             }
             PushMessage::Deliver(d) => {
                 let mut ids: Vec<String> = match &d.to {

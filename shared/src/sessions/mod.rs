@@ -7,9 +7,9 @@
 mod connection;
 #[cfg(any(test, feature = "testing"))]
 pub mod model;
+pub mod outbox;
 mod partition;
 mod reads;
-pub mod outbox;
 mod reply;
 mod rollup_ops;
 

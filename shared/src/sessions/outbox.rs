@@ -86,9 +86,15 @@ impl SessionStore {
             let json = serde_json::to_string(s).expect("a status serializes");
             inv.arg(s.facility_id.as_str()).arg(s.version).arg(json);
         }
-        let reply = as_array("status_outbox", inv.invoke_async(&mut self.connection()).await?)?;
+        let reply = as_array(
+            "status_outbox",
+            inv.invoke_async(&mut self.connection()).await?,
+        )?;
         let mut it = reply.into_iter();
-        let role = it.next().map(|v| as_string("status_outbox", &v)).transpose()?;
+        let role = it
+            .next()
+            .map(|v| as_string("status_outbox", &v))
+            .transpose()?;
         match (role.as_deref(), it.next()) {
             (Some("send"), Some(list)) => Ok(OutboxRole::Send(entries(list)?)),
             (Some("wait"), Some(ms)) => Ok(OutboxRole::Wait(Duration::from_millis(

@@ -310,12 +310,22 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
     }
 
     async fn bind_session(&self, id: &str, session: &SessionId) -> Result<bool, RegistryError> {
-        self.update_existing(id, "session_id", "SET #a = :v", &[(":v", s(session.as_str()))])
-            .await
+        self.update_existing(
+            id,
+            "session_id",
+            "SET #a = :v",
+            &[(":v", s(session.as_str()))],
+        )
+        .await
     }
 
     async fn set_hidden(&self, id: &str, hidden: bool) -> Result<bool, RegistryError> {
-        self.update_existing(id, "hidden", "SET #a = :v", &[(":v", AttributeValue::Bool(hidden))])
-            .await
+        self.update_existing(
+            id,
+            "hidden",
+            "SET #a = :v",
+            &[(":v", AttributeValue::Bool(hidden))],
+        )
+        .await
     }
 }
