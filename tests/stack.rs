@@ -204,17 +204,8 @@ async fn a_vanished_browser_goes_offline_in_time_without_any_disconnect() {
         ("EXPIRY_SCHEDULE_SECONDS", "30".to_owned()),
     ]);
     let stack = LocalStack::start(&env, options()).await.unwrap();
-    let token = |user: &str, facility: &str| {
-        let now = presence::now_ms() / 1000;
-        let claims = serde_json::json!({"sub": user, "facility": facility,
-            "region": "trondelag", "exp": now + 3600});
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(DEV_SECRET.as_bytes()),
-        )
-        .unwrap()
-    };
+    let token =
+        |user: &str, facility: &str| token(DEV_SECRET.as_bytes(), user, facility, "trondelag");
     let url = stack.ws.websocket_url();
     let (mut watcher, _) = tokio_tungstenite::connect_async(format!(
         "{url}?token={}",
@@ -263,17 +254,7 @@ async fn hidden_sockets_of_the_stack_get_only_their_own_facilitys_events() {
     let stack = LocalStack::start(&Env::from_pairs([("LOSS_HOLD_SECONDS", "0")]), options())
         .await
         .unwrap();
-    let token = |user: &str, facility: &str| {
-        let now = presence::now_ms() / 1000;
-        let claims = serde_json::json!({"sub": user, "facility": facility,
-            "region": "north", "exp": now + 3600});
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(DEV_SECRET.as_bytes()),
-        )
-        .unwrap()
-    };
+    let token = |user: &str, facility: &str| token(DEV_SECRET.as_bytes(), user, facility, "north");
     let url = stack.ws.websocket_url();
     let mut sockets = Vec::new();
     for i in 0..10 {

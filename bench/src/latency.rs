@@ -16,9 +16,8 @@ use crate::report::{Figure, On, Report, Target};
 use crate::{BenchError, Options, Outcome, Progress, now_us, quantile};
 use futures::{SinkExt, StreamExt};
 use presence::auth::{DevTokenSigner, Identity};
-use presence::config::Env;
 use presence::ids::{FacilityId, RegionId, UserId};
-use presence_local::stack::{DEV_SECRET, LocalStack, StackOptions};
+use presence_local::stack::{DEV_SECRET, LocalStack};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -110,24 +109,10 @@ async fn pings(ws: &mut Ws, count: usize) -> Result<Vec<f64>, BenchError> {
 
 pub async fn run(options: &Options, report: &mut Report, progress: &Progress) -> Outcome {
     let cfg = Config::new(options.quick);
-    let env = Env::from_pairs([
+    let stack = crate::stack::start(&[
         ("SESSION_TTL_SECONDS", cfg.ttl_s.to_string()),
         ("HEARTBEAT_INTERVAL_SECONDS", "1".to_owned()),
-        ("EXPIRY_SCHEDULE_SECONDS", "30".to_owned()),
-        ("ROLLUP_SCHEDULE_SECONDS", "60".to_owned()),
-        ("PARTITIONS", "16".to_owned()),
-        // A new Redis holds offline flips for one TTL (data-loss protection); measure the
-        // steady state instead.
-        ("LOSS_HOLD_SECONDS", "0".to_owned()),
-    ]);
-    let stack = LocalStack::start(
-        &env,
-        StackOptions {
-            http_port: 0,
-            ws_port: 0,
-            ..StackOptions::default()
-        },
-    )
+    ])
     .await?;
     progress.say(format!(
         "local stack up: {} and {}",

@@ -38,6 +38,7 @@ pub mod latency;
 pub mod redis_server;
 pub mod report;
 pub mod rollup;
+pub mod stack;
 pub mod storm;
 pub mod svg;
 pub mod throughput;

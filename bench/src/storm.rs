@@ -25,9 +25,8 @@ use crate::{BenchError, Options, Outcome, Progress, now_us, quantile};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use presence::auth::{DevTokenSigner, Identity};
-use presence::config::Env;
 use presence::ids::{FacilityId, RegionId, UserId};
-use presence_local::stack::{DEV_SECRET, LocalStack, StackOptions};
+use presence_local::stack::{DEV_SECRET, LocalStack};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -413,24 +412,11 @@ async fn storm(
     coalesce_ms: u64,
     progress: &Progress,
 ) -> Result<Storm, BenchError> {
-    let env = Env::from_pairs([
+    let stack = crate::stack::start(&[
         ("SESSION_TTL_SECONDS", "600".to_owned()),
         ("HEARTBEAT_INTERVAL_SECONDS", "120".to_owned()),
         ("STATUS_COALESCE_MS", coalesce_ms.to_string()),
-        ("EXPIRY_SCHEDULE_SECONDS", "30".to_owned()),
-        ("ROLLUP_SCHEDULE_SECONDS", "60".to_owned()),
-        ("PARTITIONS", "16".to_owned()),
-        // A new Redis holds offline flips for one TTL (data-loss protection); not here.
-        ("LOSS_HOLD_SECONDS", "0".to_owned()),
-    ]);
-    let stack = LocalStack::start(
-        &env,
-        StackOptions {
-            http_port: 0,
-            ws_port: 0,
-            ..StackOptions::default()
-        },
-    )
+    ])
     .await?;
     let result = measure(cfg, watchers, coalesce_ms, &stack, progress).await;
     stack.shutdown().await;

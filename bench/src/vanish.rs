@@ -21,10 +21,9 @@ use crate::report::{Figure, On, Report, Target};
 use crate::{BenchError, Options, Outcome, Progress, now_us, quantile};
 use futures::{SinkExt, StreamExt};
 use presence::auth::{DevTokenSigner, Identity};
-use presence::config::Env;
 use presence::ids::{FacilityId, RegionId, UserId};
 use presence_local::rng::Rng;
-use presence_local::stack::{DEV_SECRET, LocalStack, StackOptions};
+use presence_local::stack::{DEV_SECRET, LocalStack};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -146,24 +145,11 @@ async fn live(
 
 pub async fn run(options: &Options, report: &mut Report, progress: &Progress) -> Outcome {
     let cfg = Config::new(options.quick);
-    let env = Env::from_pairs([
+    let stack = crate::stack::start(&[
         ("SESSION_TTL_SECONDS", cfg.ttl_s.to_string()),
         ("HEARTBEAT_INTERVAL_SECONDS", cfg.interval_s.to_string()),
         ("WS_DROP_DISCONNECT_RATE", "1".to_owned()),
-        ("EXPIRY_SCHEDULE_SECONDS", "30".to_owned()),
-        ("ROLLUP_SCHEDULE_SECONDS", "60".to_owned()),
-        ("PARTITIONS", "16".to_owned()),
-        // A new Redis holds offline flips for one TTL (data-loss protection); not here.
-        ("LOSS_HOLD_SECONDS", "0".to_owned()),
-    ]);
-    let stack = LocalStack::start(
-        &env,
-        StackOptions {
-            http_port: 0,
-            ws_port: 0,
-            ..StackOptions::default()
-        },
-    )
+    ])
     .await?;
     progress.say(format!(
         "local stack up ({}), $disconnect dropped always; TTL {} s, heartbeat frames every {} s",
