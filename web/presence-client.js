@@ -51,7 +51,12 @@ self.onmessage = (event) => {
 
 const WS_OPEN = 1; // WebSocket.OPEN, spelled out so that test doubles need not define it
 const STABLE_AFTER_MS = 10_000; // a connection open this long resets the backoff
-const PING_EVERY_MS = 4 * 60_000; // keeps a quiet socket under the 10 min idle timeout
+// A quiet socket (a follower tab's) says something at least this often, to stay under API
+// Gateway's 10 min idle timeout: a one-way `visibility` frame restating what it reported
+// (one billed message, no answer). Checked every KEEPALIVE_CHECK_MS, so even a hidden tab's
+// minute-aligned timers keep the gap under 9 minutes.
+const KEEPALIVE_AFTER_MS = 7.5 * 60_000;
+const KEEPALIVE_CHECK_MS = 30_000;
 const TICK_MAX_MS = 15_000; // the heartbeat clock ticks every interval/4, at most this far apart
 const TICK_MIN_MS = 250;
 const LEADER_WAIT_MS = 500; // the first socket waits this long at most to learn leadership
@@ -1345,11 +1350,13 @@ export class PresenceClient extends EventTarget {
       this.#stableTimer = this.#env.setTimeout(() => {
         this.#attempt = 0;
       }, STABLE_AFTER_MS);
-      // A ping keeps a quiet socket under API Gateway's 10 min idle timeout; a socket that
-      // sent anything (the leader's heartbeats) in the last 2 min needs none.
+      // A keepalive keeps a quiet socket under API Gateway's 10 min idle timeout; a socket
+      // that sent anything (the leader's heartbeats) in the last 7.5 min needs none.
       this.#pingTimer = this.#env.setInterval(() => {
-        if (this.#env.now() - this.#lastSentAt >= PING_EVERY_MS / 2) this.#sendRaw({ action: 'ping' });
-      }, PING_EVERY_MS);
+        if (this.#env.now() - this.#lastSentAt >= KEEPALIVE_AFTER_MS) {
+          this.#sendRaw({ action: 'visibility', visible: !this.#reportedHidden });
+        }
+      }, KEEPALIVE_CHECK_MS);
       this.#setState('open');
       this.#onOpen();
     };
