@@ -178,7 +178,7 @@ impl Hub {
     /// One-way: whether region status events reach this socket. Written only on a change.
     async fn visibility(&self, f: Frame<'_>, visible: bool) -> Result<(), ActionError> {
         let Frame { c, now_ms, .. } = f;
-        if c.hidden == !visible {
+        if c.hidden != visible {
             return Ok(());
         }
         if !self.registry.set_hidden(&c.id, !visible).await? {

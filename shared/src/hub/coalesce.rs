@@ -75,7 +75,7 @@ impl Hub {
         if statuses.is_empty() {
             return Ok(Delivered::default());
         }
-        statuses.sort_by(|a, b| (a.since_ms, a.version).cmp(&(b.since_ms, b.version)));
+        statuses.sort_by_key(|s| (s.since_ms, s.version));
         let flipped: BTreeSet<&FacilityId> = statuses.iter().map(|s| &s.facility_id).collect();
         // Which statuses each connection gets: `None` = all of them.
         let mut wants: BTreeMap<String, Option<BTreeSet<FacilityId>>> = BTreeMap::new();
