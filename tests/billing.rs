@@ -18,7 +18,7 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long anything asynchronous (a queue batch, a `$connect`) may take.
 const WAIT: Duration = Duration::from_secs(10);
 
-const FUNCTIONS: [&str; 8] = [
+const FUNCTIONS: [&str; 9] = [
     "heartbeat-ingest",
     "heartbeat-consumer",
     "session-expiry",
@@ -27,6 +27,7 @@ const FUNCTIONS: [&str; 8] = [
     "ws-disconnect",
     "ws-message",
     "ws-push",
+    "history-read",
 ];
 
 async fn start() -> LocalStack {

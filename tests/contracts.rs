@@ -208,6 +208,49 @@ async fn facility_contract(s: &dyn FacilityStore) {
         .map(|f| f.version)
         .collect();
     assert_eq!(flips, [1, 2]);
+    // Pages of flips and the flip before a time (the history read API's reads).
+    let versions =
+        |p: &presence::facilities::FlipPage| p.flips.iter().map(|f| f.version).collect::<Vec<_>>();
+    let page = s.flips_page(&f1, t - 1, t + 100, None, 1).await.unwrap();
+    assert_eq!(versions(&page), [1]);
+    let next = page
+        .next
+        .expect("a full page says where the next one starts");
+    assert_eq!(
+        next,
+        presence::facilities::FlipKey {
+            since_ms: t,
+            version: 1
+        }
+    );
+    let page = s
+        .flips_page(&f1, t - 1, t + 100, Some(next), 1)
+        .await
+        .unwrap();
+    assert_eq!(versions(&page), [2]);
+    if let Some(after) = page.next {
+        let rest = s
+            .flips_page(&f1, t - 1, t + 100, Some(after), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            (rest.flips.len(), rest.next),
+            (0, None),
+            "nothing after the last flip"
+        );
+    }
+    let all = s.flips_page(&f1, t - 1, t + 100, None, 10).await.unwrap();
+    assert_eq!((versions(&all), all.next), (vec![1, 2], None));
+    let first = s.flips_page(&f1, t, t + 9, None, 10).await.unwrap();
+    assert_eq!(versions(&first), [1], "to_ms is inclusive, from_ms too");
+    let before = |x: i64| {
+        let s = &s;
+        let f1 = &f1;
+        async move { s.flip_before(f1, x).await.unwrap().map(|f| f.version) }
+    };
+    assert_eq!(before(t).await, None, "strictly before");
+    assert_eq!(before(t + 10).await, Some(1));
+    assert_eq!(before(t + 11).await, Some(2));
     let at = |x: i64| {
         let s = &s;
         let f1 = &f1;

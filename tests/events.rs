@@ -250,3 +250,90 @@ async fn websocket_events() {
         "only the malformed push fails"
     );
 }
+
+#[tokio::test]
+async fn history_read_events() {
+    use presence::facilities::{FacilityStore, MemoryFacilityStore};
+    use presence::ids::{FacilityId, RegionId, SessionId, UserId};
+    use presence::protocol::{FacilityStatus, Status};
+    use presence::sessions::{FacilityState, JournalEntry, Partition, Segment};
+    // The sample events' hour: 1795428000000..1795431600000, region trondelag.
+    let t = 1_795_428_000_000;
+    let store = Arc::new(MemoryFacilityStore::new());
+    let flip = |id: &str, status, since_ms, version| FacilityStatus {
+        facility_id: FacilityId::parse(id).unwrap(),
+        region: RegionId::parse("trondelag").unwrap(),
+        status,
+        since_ms,
+        version,
+        online_sessions: u64::from(status == Status::Online),
+    };
+    let mut entries: Vec<JournalEntry> = (0..3)
+        .map(|i| {
+            let s = if i % 2 == 0 {
+                Status::Online
+            } else {
+                Status::Offline
+            };
+            JournalEntry::Flip(flip("st-olav-icu", s, t + 600_000 * i, i as u64 + 1))
+        })
+        .collect();
+    entries.push(JournalEntry::Segment(Segment {
+        session_id: SessionId::parse("tab-7f3a").unwrap(),
+        user_id: UserId::parse("nurse-ann").unwrap(),
+        facility_id: FacilityId::parse("st-olav-icu").unwrap(),
+        region: RegionId::parse("trondelag").unwrap(),
+        start_ms: t,
+        end_ms: t + 3_000_000,
+        reason: "ended".into(),
+    }));
+    store.append_history(&entries, t).await.unwrap();
+    for (i, f) in [
+        flip("st-olav-icu", Status::Online, t + 1_200_000, 3),
+        flip("st-olav-er", Status::Offline, t - 60_000, 4),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let state = FacilityState { status: f, rev: 1 };
+        store
+            .put_status(Partition(i as u16), &state, t)
+            .await
+            .unwrap();
+    }
+    let auth = Authenticator::from_env(&Env::from_pairs([("JWT_SECRET", DEV_SECRET)])).unwrap();
+    let reader = presence::history::HistoryReader::new(auth, store);
+    for path in files("history-read") {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let expected = match name.as_str() {
+            "region" | "history" | "sessions" | "availability" | "authorizer" => 200,
+            "bad-range" => 400,
+            "no-token" => 401,
+            "other-region" => 403,
+            "unknown-facility" => 404,
+            other => panic!("no expectation for events/history-read/{other}.json"),
+        };
+        let req = lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let resp = history_read::handle(&reader, req).await;
+        let body: serde_json::Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
+        assert_eq!(resp.status(), expected, "{name}: {body}");
+        match name.as_str() {
+            "region" => assert_eq!(body["facilities"].as_array().unwrap().len(), 2, "{body}"),
+            // limit=2 of the hour's three flips: a cursor to the third.
+            "history" => {
+                assert_eq!(body["flips"].as_array().unwrap().len(), 2, "{body}");
+                assert!(body["cursor"].is_string(), "{body}");
+            }
+            "sessions" => assert_eq!(body["sessions"][0]["session_id"], "tab-7f3a", "{body}"),
+            // Online 0-10 min and from 20 min on: 50 of 60 minutes.
+            "availability" => {
+                assert_eq!(body["flips"], 3, "{body}");
+                let share = body["online_share"].as_f64().unwrap();
+                assert!((share - 50.0 / 60.0).abs() < 1e-9, "{body}");
+            }
+            // Claims from the authorizer (porter-bo at st-olav-er): offline all hour.
+            "authorizer" => assert_eq!(body["online_share"], 0.0, "{body}"),
+            _ => {}
+        }
+    }
+}

@@ -35,6 +35,7 @@ const FUNCTIONS: &[(&str, &[Call])] = &[
     ("ws-disconnect", ws_disconnect::AWS_CALLS),
     ("ws-message", ws_message::AWS_CALLS),
     ("ws-push", ws_push::AWS_CALLS),
+    ("history-read", history_read::AWS_CALLS),
 ];
 
 fn repo() -> PathBuf {

@@ -82,6 +82,15 @@ async fn the_same_environment_gives_the_stack_and_each_function_the_same_setting
         format!("{:?}", ingest.auth)
     );
     assert_eq!(format!("{:?}", local.hub.auth), format!("{:?}", hub.auth));
+    let history = history_read::Config::from_env(&env).unwrap();
+    assert_eq!(
+        format!("{:?}", local.history.auth),
+        format!("{:?}", history.auth)
+    );
+    assert_eq!(
+        local.history.facilities_table, local.rollup.pipeline.facilities_table,
+        "history-read reads the table the rollup writes"
+    );
     // And they are the tuned values, not the defaults.
     assert_eq!(ingest.sessions.ttl.as_secs(), 40);
     assert_eq!(rollup.history_retention.as_secs(), 30 * 86_400);

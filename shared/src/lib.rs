@@ -15,6 +15,7 @@
 //! - [`dynamo`]: what the DynamoDB adapters share.
 //! - [`ledger`]: the partition ledger, which tells a first start from a Redis data loss.
 //! - [`port`]: the error every port returns: its cause, and whether a retry can help.
+//! - [`history`]: the facility history read API (history-read).
 //! - [`ingest`], [`consume`], [`expiry`], [`rollup`]: the pipeline's services, one per function.
 //! - [`telemetry`]: tracing setup and CloudWatch embedded metrics.
 //! - [`wiring`]: the ports each function's service is built from, in Lambda and locally.
@@ -29,6 +30,7 @@ pub mod dynamo;
 pub mod expiry;
 pub mod facilities;
 pub mod flips;
+pub mod history;
 pub mod hub;
 pub mod ids;
 pub mod ingest;

@@ -1,5 +1,7 @@
-//! The local HTTP API: `POST /v1/heartbeats` (heartbeat-ingest's own handler), the
-//! development routes under `/dev/` and the dashboard's files.
+//! The local HTTP API: `POST /v1/heartbeats` (heartbeat-ingest's own handler), the history
+//! read API `GET /v1/regions/{region}/facilities` and `GET /v1/facilities/{facility}/...`
+//! (history-read's own handler, on the stack's facilities table), the development routes
+//! under `/dev/` and the dashboard's files.
 
 use super::Stats;
 use super::directory::Directory;
@@ -21,6 +23,8 @@ use std::time::Duration;
 /// What the HTTP routes share.
 pub(super) struct AppState {
     pub ingest: Ingest,
+    /// history-read's service, on the stack's facilities table.
+    pub history: presence::history::HistoryReader,
     /// Signs `/dev/token` tokens, when tokens are verified with a secret.
     pub signer: Option<DevTokenSigner>,
     pub directory: Directory,
@@ -37,6 +41,10 @@ pub(super) struct AppState {
 pub(super) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/heartbeats", post(heartbeats_route))
+        .route("/v1/regions/{region}/facilities", get(history_route))
+        .route("/v1/facilities/{facility}/history", get(history_route))
+        .route("/v1/facilities/{facility}/sessions", get(history_route))
+        .route("/v1/facilities/{facility}/availability", get(history_route))
         .route("/dev/config", get(config_route))
         .route("/dev/directory", get(directory_route))
         .route("/dev/token", get(token_route))
@@ -83,6 +91,39 @@ async fn heartbeats_route(
         .invoke(
             super::Function::HeartbeatIngest,
             heartbeat_ingest::handle(&state.ingest, lreq, presence::now_ms()),
+        )
+        .await;
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::builder().status(parts.status);
+    for (k, v) in &parts.headers {
+        out = out.header(k, v);
+    }
+    out.body(axum::body::Body::from(body.to_vec()))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The four history read routes, through history-read's handler as API Gateway would invoke
+/// it (the handler reads the path and the query string itself).
+async fn history_route(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> Response {
+    state.meter.http_request();
+    let (parts, _body) = req.into_parts();
+    let mut lreq = lambda_http::http::Request::builder()
+        .method(parts.method)
+        .uri(parts.uri);
+    for (k, v) in &parts.headers {
+        lreq = lreq.header(k, v);
+    }
+    let Ok(lreq) = lreq.body(lambda_http::Body::Empty) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let resp = state
+        .meter
+        .invoke(
+            super::Function::HistoryRead,
+            history_read::handle(&state.history, lreq),
         )
         .await;
     let (parts, body) = resp.into_parts();

@@ -335,8 +335,15 @@ impl LocalStack {
         let signer = settings
             .signing_secret()
             .map(|s| DevTokenSigner::new(s.as_bytes()));
+        let history = history_read::service(
+            &settings.history,
+            &history_read::Ports {
+                facilities: tables.facilities.clone(),
+            },
+        );
         let state = Arc::new(http::AppState {
             ingest,
+            history,
             signer,
             directory: Directory::sample()
                 .map_err(|e| StackError::Setup(format!("sample directory: {e}")))?,

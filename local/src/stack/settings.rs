@@ -18,6 +18,7 @@ pub use presence::auth::DEV_SECRET;
 #[derive(Debug, Clone)]
 pub struct LocalSettings {
     pub ingest: heartbeat_ingest::Config,
+    pub history: history_read::Config,
     pub consumer: heartbeat_consumer::Config,
     pub expiry: session_expiry::Config,
     pub rollup: facility_rollup::Config,
@@ -92,6 +93,7 @@ impl LocalSettings {
         }
         Ok(Self {
             ingest: heartbeat_ingest::Config::from_env(&local)?,
+            history: history_read::Config::from_env(&local)?,
             consumer: heartbeat_consumer::Config::from_env(&local)?,
             expiry: session_expiry::Config::from_env(&local)?,
             rollup: facility_rollup::Config::from_env(&local)?,

@@ -1,6 +1,6 @@
 //! The facilities table in DynamoDB.
 
-use super::{FacilityError, FacilityStore};
+use super::{FacilityError, FacilityStore, FlipKey, FlipPage};
 use crate::dynamo::{Item, n, read_all, s, written};
 use crate::ids::{FacilityId, RegionId};
 use crate::port::PortError;
@@ -316,6 +316,77 @@ impl FacilityStore for DynamoFacilityStore {
                 .expression_attribute_values(":b", s(format!("FLIP#{to_ms:013}#~"))),
         )
         .await
+    }
+
+    async fn flips_page(
+        &self,
+        facility: &FacilityId,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<FlipKey>,
+        limit: usize,
+    ) -> Result<FlipPage, FacilityError> {
+        let pk = format!("FACILITY#{facility}");
+        let limit = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
+        let start = after.map(|k| {
+            HashMap::from([
+                ("pk".to_owned(), s(pk.clone())),
+                ("sk".to_owned(), s(k.sort_key())),
+            ])
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .expression_attribute_values(":a", s(format!("FLIP#{from_ms:013}")))
+            .expression_attribute_values(":b", s(format!("FLIP#{to_ms:013}#~")))
+            .set_exclusive_start_key(start)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| PortError::from_sdk(&e))?;
+        let flips = out
+            .items()
+            .iter()
+            .map(Self::status_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next =
+            match out.last_evaluated_key() {
+                None => None,
+                Some(key) => {
+                    let sk = key.get("sk").and_then(|v| v.as_s().ok()).ok_or_else(|| {
+                        PortError::Malformed("LastEvaluatedKey lacks sk".to_owned())
+                    })?;
+                    Some(FlipKey::parse_sort_key(sk).ok_or_else(|| {
+                        PortError::Malformed(format!("LastEvaluatedKey sk {sk:?}"))
+                    })?)
+                }
+            };
+        Ok(FlipPage { flips, next })
+    }
+
+    async fn flip_before(
+        &self,
+        facility: &FacilityId,
+        before_ms: i64,
+    ) -> Result<Option<FacilityStatus>, FacilityError> {
+        // `FLIP#{before_ms:013}` sorts before every flip at `before_ms` itself.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+            .expression_attribute_values(":pk", s(format!("FACILITY#{facility}")))
+            .expression_attribute_values(":a", s("FLIP#"))
+            .expression_attribute_values(":b", s(format!("FLIP#{before_ms:013}")))
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| PortError::from_sdk(&e))?;
+        out.items().first().map(Self::status_from).transpose()
     }
 
     async fn online_at(

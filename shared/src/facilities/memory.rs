@@ -1,6 +1,6 @@
 //! The facilities table in memory, for the local stack and tests.
 
-use super::{FacilityError, FacilityStore};
+use super::{FacilityError, FacilityStore, FlipKey, FlipPage};
 use crate::ids::{FacilityId, RegionId};
 use crate::protocol::{FacilityStatus, Status};
 use crate::sessions::{FacilityState, JournalEntry, Partition, Segment};
@@ -122,6 +122,53 @@ impl FacilityStore for MemoryFacilityStore {
                 .range((facility.clone(), from_ms, 0)..=(facility.clone(), to_ms, u64::MAX))
                 .map(|(_, f)| f.clone())
                 .collect()
+        }))
+    }
+
+    async fn flips_page(
+        &self,
+        facility: &FacilityId,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<FlipKey>,
+        limit: usize,
+    ) -> Result<FlipPage, FacilityError> {
+        use std::ops::Bound;
+        if after.is_some_and(|k| (k.since_ms, k.version) >= (to_ms, u64::MAX)) || from_ms > to_ms {
+            return Ok(FlipPage::default());
+        }
+        Ok(self.with(|m| {
+            let start = match after {
+                Some(k) => Bound::Excluded((facility.clone(), k.since_ms, k.version)),
+                None => Bound::Included((facility.clone(), from_ms, 0)),
+            };
+            let end = Bound::Included((facility.clone(), to_ms, u64::MAX));
+            let mut in_range = m
+                .flips
+                .range((start, end))
+                .filter(|((_, since, _), _)| *since >= from_ms)
+                .map(|(_, f)| f.clone());
+            let flips: Vec<FacilityStatus> = in_range.by_ref().take(limit).collect();
+            // As DynamoDB does: a full page may have more after it.
+            let next = if flips.len() == limit {
+                flips.last().map(FlipKey::of)
+            } else {
+                None
+            };
+            FlipPage { flips, next }
+        }))
+    }
+
+    async fn flip_before(
+        &self,
+        facility: &FacilityId,
+        before_ms: i64,
+    ) -> Result<Option<FacilityStatus>, FacilityError> {
+        Ok(self.with(|m| {
+            m.flips
+                .range((facility.clone(), i64::MIN, 0)..(facility.clone(), before_ms, 0))
+                .next_back()
+                .map(|(_, f)| f.clone())
         }))
     }
 

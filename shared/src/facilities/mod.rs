@@ -28,6 +28,50 @@ use crate::protocol::FacilityStatus;
 use crate::sessions::{FacilityState, JournalEntry, Partition, Segment};
 use async_trait::async_trait;
 
+/// The key of a flip history item within its facility: `FLIP#{since_ms:013}#{version:012}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlipKey {
+    pub since_ms: i64,
+    pub version: u64,
+}
+
+impl FlipKey {
+    pub fn of(f: &FacilityStatus) -> Self {
+        Self {
+            since_ms: f.since_ms,
+            version: f.version,
+        }
+    }
+
+    /// The item's sort key, `FLIP#{since_ms:013}#{version:012}`.
+    pub fn sort_key(&self) -> String {
+        format!("FLIP#{:013}#{:012}", self.since_ms, self.version)
+    }
+
+    /// Reads a sort key written by [`FlipKey::sort_key`]: exactly `FLIP#`, 13 digits, `#`,
+    /// 12 digits.
+    pub fn parse_sort_key(sk: &str) -> Option<Self> {
+        let rest = sk.strip_prefix("FLIP#")?;
+        let (since, version) = rest.split_once('#')?;
+        let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(since, 13) || !digits(version, 12) {
+            return None;
+        }
+        Some(Self {
+            since_ms: since.parse().ok()?,
+            version: version.parse().ok()?,
+        })
+    }
+}
+
+/// One page of flips ([`FacilityStore::flips_page`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlipPage {
+    pub flips: Vec<FacilityStatus>,
+    /// Where the next page starts (exclusive), when more flips may follow.
+    pub next: Option<FlipKey>,
+}
+
 /// A facilities-table failure (for logs; never shown to clients): the port's cause.
 pub type FacilityError = crate::port::PortError;
 
@@ -59,6 +103,25 @@ pub trait FacilityStore: Send + Sync {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<FacilityStatus>, FacilityError>;
+    /// One page of the flips of a facility with `since_ms` in `[from_ms, to_ms]`, oldest
+    /// first: at most `limit` flips, starting after the flip keyed `after` (exclusive) when
+    /// given. One `Query` with `Limit`, whatever the table's size. [`FlipPage::next`] is the
+    /// key to continue from when more flips may follow (`None`: the range is exhausted).
+    async fn flips_page(
+        &self,
+        facility: &FacilityId,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<FlipKey>,
+        limit: usize,
+    ) -> Result<FlipPage, FacilityError>;
+    /// The last flip of a facility with `since_ms < before_ms`: its status at `before_ms`
+    /// (one `Query`, newest first, `Limit 1`). `None` when no earlier flip is kept.
+    async fn flip_before(
+        &self,
+        facility: &FacilityId,
+        before_ms: i64,
+    ) -> Result<Option<FacilityStatus>, FacilityError>;
     /// Finished segments at `facility` that cover `at_ms`.
     async fn online_at(
         &self,

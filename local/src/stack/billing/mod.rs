@@ -75,10 +75,11 @@ pub enum Function {
     WsDisconnect,
     WsMessage,
     WsPush,
+    HistoryRead,
 }
 
 impl Function {
-    pub const ALL: [Function; 8] = [
+    pub const ALL: [Function; 9] = [
         Function::HeartbeatIngest,
         Function::HeartbeatConsumer,
         Function::SessionExpiry,
@@ -87,6 +88,7 @@ impl Function {
         Function::WsDisconnect,
         Function::WsMessage,
         Function::WsPush,
+        Function::HistoryRead,
     ];
 
     /// The function's name (its directory under `functions/`).
@@ -100,6 +102,7 @@ impl Function {
             Function::WsDisconnect => "ws-disconnect",
             Function::WsMessage => "ws-message",
             Function::WsPush => "ws-push",
+            Function::HistoryRead => "history-read",
         }
     }
 }
@@ -114,7 +117,7 @@ pub struct Billing {
     pub connection_minutes: f64,
     /// HTTP API requests.
     pub http_requests: u64,
-    /// Invocations per function name (all eight, zeros included).
+    /// Invocations per function name (all nine, zeros included).
     pub lambda_invocations: BTreeMap<String, u64>,
     /// Lambda compute: billed milliseconds × memory in GB, in GB-seconds.
     pub lambda_gb_seconds: f64,
@@ -165,7 +168,7 @@ impl Billing {
 #[derive(Debug, Default)]
 pub struct Meter {
     http_requests: AtomicU64,
-    invocations: [AtomicU64; 8],
+    invocations: [AtomicU64; 9],
     /// Billed Lambda milliseconds (each invocation rounded up), all functions.
     lambda_ms: AtomicU64,
     sqs_requests: AtomicU64,

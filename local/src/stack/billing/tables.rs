@@ -3,7 +3,7 @@
 use super::Meter;
 use super::size::{self, ConnectionItem};
 use async_trait::async_trait;
-use presence::facilities::{FacilityError, FacilityStore};
+use presence::facilities::{FacilityError, FacilityStore, FlipKey, FlipPage};
 use presence::hub::registry::{Connection, ConnectionRegistry, RegistryError};
 use presence::ids::{FacilityId, RegionId, SessionId, UserId};
 use presence::ledger::{EpochStart, LedgerError, PartitionLedger};
@@ -285,6 +285,34 @@ impl FacilityStore for MeteredFacilities {
         to_ms: i64,
     ) -> Result<Vec<FacilityStatus>, FacilityError> {
         let out = self.inner.flips(facility, from_ms, to_ms).await?;
+        self.meter.query(out.iter().map(size::flip));
+        Ok(out)
+    }
+
+    /// `Query` with `Limit` on the facility's flip items.
+    async fn flips_page(
+        &self,
+        facility: &FacilityId,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<FlipKey>,
+        limit: usize,
+    ) -> Result<FlipPage, FacilityError> {
+        let out = self
+            .inner
+            .flips_page(facility, from_ms, to_ms, after, limit)
+            .await?;
+        self.meter.query(out.flips.iter().map(size::flip));
+        Ok(out)
+    }
+
+    /// `Query`, newest first, `Limit 1`.
+    async fn flip_before(
+        &self,
+        facility: &FacilityId,
+        before_ms: i64,
+    ) -> Result<Option<FacilityStatus>, FacilityError> {
+        let out = self.inner.flip_before(facility, before_ms).await?;
         self.meter.query(out.iter().map(size::flip));
         Ok(out)
     }
