@@ -741,6 +741,17 @@ async fn a_new_leader_tab_takes_the_session_over_without_a_flap() {
     );
 }
 
+/// Whether `user`'s (only) connection is registered as hidden.
+async fn hidden_flag(s: &Stack, user: &str) -> Option<bool> {
+    let ids = s
+        .registry
+        .user_connections(&UserId::parse(user).unwrap())
+        .await
+        .unwrap();
+    let c = s.registry.get(ids.first()?).await.unwrap()?;
+    Some(c.hidden)
+}
+
 /// A hidden page's socket gets no region status events but its own facility's; shown again,
 /// it gets them again.
 #[tokio::test]
@@ -752,16 +763,7 @@ async fn a_hidden_socket_gets_only_its_own_facilitys_events() {
     let answered = quiet(&mut hidden, Duration::from_millis(300)).await;
     assert!(answered.is_empty(), "a visibility frame got {answered:?}");
     wait_until("the connection to be marked hidden", || async {
-        let ids = s
-            .registry
-            .user_connections(&UserId::parse("ann").unwrap())
-            .await
-            .unwrap();
-        s.registry
-            .get(&ids[0])
-            .await
-            .unwrap()
-            .is_some_and(|c| c.hidden)
+        hidden_flag(&s, "ann").await == Some(true)
     })
     .await;
 
@@ -779,16 +781,7 @@ async fn a_hidden_socket_gets_only_its_own_facilitys_events() {
     // shown again: region events flow again
     send(&mut hidden, json!({"action":"visibility","visible":true})).await;
     wait_until("the connection to be marked visible", || async {
-        let ids = s
-            .registry
-            .user_connections(&UserId::parse("ann").unwrap())
-            .await
-            .unwrap();
-        s.registry
-            .get(&ids[0])
-            .await
-            .unwrap()
-            .is_some_and(|c| !c.hidden)
+        hidden_flag(&s, "ann").await == Some(false)
     })
     .await;
     let _depot = connect(&s, "eve", "depot", "north", Some("tab-depot")).await;

@@ -31,6 +31,7 @@ pub mod expiry;
 pub mod facilities;
 pub mod flips;
 pub mod history;
+pub mod http_api;
 pub mod hub;
 pub mod ids;
 pub mod ingest;

@@ -136,28 +136,12 @@ pub async fn handle(reader: &HistoryReader, req: Request) -> Response<Body> {
 
 /// Claims from an API Gateway JWT authorizer, when one is configured on the route.
 fn authorizer_claims(req: &Request) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() else {
-        return None;
-    };
-    let claims = &ctx.authorizer.as_ref()?.jwt.as_ref()?.claims;
-    if claims.is_empty() {
-        return None;
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => presence::http_api::authorizer_claims(ctx),
+        _ => None,
     }
-    Some(
-        claims
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect(),
-    )
 }
 
-fn json(status: u16, body: String, retry_after: Option<u32>) -> Response<Body> {
-    let mut b = Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-store");
-    if let Some(s) = retry_after {
-        b = b.header("retry-after", s.to_string());
-    }
-    b.body(Body::from(body)).expect("static headers are valid")
+fn json(status: u16, body: String, retry_after_s: Option<u32>) -> Response<Body> {
+    presence::http_api::json_response(status, body, retry_after_s).map(Body::from)
 }
