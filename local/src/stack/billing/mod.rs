@@ -436,7 +436,11 @@ mod tests {
         // 2 receives (12 messages) + 2 deletes (11 succeeded).
         assert_eq!(billing.sqs_requests, 3 + 2 + 2);
         assert_eq!(billing.invocations("ws-push"), 1);
-        assert_eq!(billing.lambda_invocations.len(), 8);
+        assert_eq!(
+            billing.lambda_invocations.len(),
+            Function::ALL.len(),
+            "every function listed"
+        );
         // At least 2 ms at 0.25 GB.
         assert!(billing.lambda_gb_seconds >= 0.002 * 0.25, "{billing:?}");
 
