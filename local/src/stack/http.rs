@@ -77,13 +77,7 @@ async fn heartbeats_route(
         )
             .into_response();
     };
-    let mut lreq = lambda_http::http::Request::builder()
-        .method(parts.method)
-        .uri(parts.uri);
-    for (k, v) in &parts.headers {
-        lreq = lreq.header(k, v);
-    }
-    let Ok(lreq) = lreq.body(lambda_http::Body::from(bytes.to_vec())) else {
+    let Some(lreq) = lambda_request(parts, lambda_http::Body::from(bytes.to_vec())) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let resp = state
@@ -93,6 +87,25 @@ async fn heartbeats_route(
             heartbeat_ingest::handle(&state.ingest, lreq, presence::now_ms()),
         )
         .await;
+    axum_response(resp)
+}
+
+/// An HTTP request as API Gateway hands it to a function (method, URI, headers, `body`).
+fn lambda_request(
+    parts: axum::http::request::Parts,
+    body: lambda_http::Body,
+) -> Option<lambda_http::Request> {
+    let mut lreq = lambda_http::http::Request::builder()
+        .method(parts.method)
+        .uri(parts.uri);
+    for (k, v) in &parts.headers {
+        lreq = lreq.header(k, v);
+    }
+    lreq.body(body).ok()
+}
+
+/// A function's response as the HTTP API returns it.
+fn axum_response(resp: lambda_http::Response<lambda_http::Body>) -> Response {
     let (parts, body) = resp.into_parts();
     let mut out = Response::builder().status(parts.status);
     for (k, v) in &parts.headers {
@@ -110,13 +123,7 @@ async fn history_route(
 ) -> Response {
     state.meter.http_request();
     let (parts, _body) = req.into_parts();
-    let mut lreq = lambda_http::http::Request::builder()
-        .method(parts.method)
-        .uri(parts.uri);
-    for (k, v) in &parts.headers {
-        lreq = lreq.header(k, v);
-    }
-    let Ok(lreq) = lreq.body(lambda_http::Body::Empty) else {
+    let Some(lreq) = lambda_request(parts, lambda_http::Body::Empty) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let resp = state
@@ -126,13 +133,7 @@ async fn history_route(
             history_read::handle(&state.history, lreq),
         )
         .await;
-    let (parts, body) = resp.into_parts();
-    let mut out = Response::builder().status(parts.status);
-    for (k, v) in &parts.headers {
-        out = out.header(k, v);
-    }
-    out.body(axum::body::Body::from(body.to_vec()))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    axum_response(resp)
 }
 
 async fn config_route(State(state): State<Arc<AppState>>) -> Response {
