@@ -18,7 +18,7 @@ shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
 
 FUNCTIONS=(heartbeat-ingest heartbeat-consumer session-expiry facility-rollup
-           ws-connect ws-disconnect ws-message ws-push history-read)
+           ws-connect ws-disconnect ws-message ws-push history-read admin-api)
 MAX_BYTES=$((8 * 1024 * 1024))
 TARGET=aarch64-unknown-linux-gnu
 

@@ -242,7 +242,7 @@ PY
     fail_with_log "$work/resources.err" "could not create the queues and tables of template.yaml in the emulator"; }
 # shellcheck disable=SC1091
 . "$work/resources.env"
-for v in HEARTBEAT_QUEUE_URL PUSH_QUEUE_URL FACILITIES_TABLE CONNECTIONS_TABLE; do
+for v in HEARTBEAT_QUEUE_URL PUSH_QUEUE_URL FACILITIES_TABLE CONNECTIONS_TABLE MESSAGES_TABLE; do
   [ -n "${!v:-}" ] || die "template.yaml no longer declares the resource behind $v"
 done
 

@@ -18,7 +18,7 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long anything asynchronous (a queue batch, a `$connect`) may take.
 const WAIT: Duration = Duration::from_secs(10);
 
-const FUNCTIONS: [&str; 9] = [
+const FUNCTIONS: [&str; 10] = [
     "heartbeat-ingest",
     "heartbeat-consumer",
     "session-expiry",
@@ -28,6 +28,7 @@ const FUNCTIONS: [&str; 9] = [
     "ws-message",
     "ws-push",
     "history-read",
+    "admin-api",
 ];
 
 async fn start() -> LocalStack {

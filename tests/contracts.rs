@@ -26,6 +26,7 @@ fn conn(id: &str, user: &str, facility: &str, region: &str) -> Connection {
         session_id: Some(SessionId::parse("tab").unwrap()),
         connected_ms: 1_763_900_000_000,
         hidden: false,
+        grant: Default::default(),
     }
 }
 

@@ -337,3 +337,85 @@ async fn history_read_events() {
         }
     }
 }
+
+#[tokio::test]
+async fn admin_api_events() {
+    use presence::hub::ConnectionRegistry;
+    let clients = Clients::new().await;
+    let resources = HubResources::create(&clients).await;
+    let redis = RedisServer::start();
+    let api = presence_local::LocalWebSocketApi::start(
+        "127.0.0.1:0".parse().unwrap(),
+        presence_local::WebSocketApiConfig::default(),
+        Arc::new(NoRoutes),
+    )
+    .await
+    .unwrap();
+    // As the template sets it: the function never sees a user's token.
+    let env = resources.env(
+        &redis,
+        DEV_SECRET,
+        api.management_endpoint(),
+        &[("JWT_AUTHORIZER", "true")],
+    );
+    let admin = admin_api::service(hub_from_env(&env, &clients.sdk).await);
+    let registry =
+        presence::hub::DynamoConnectionRegistry::new(clients.ddb.clone(), resources.connections);
+    let now = presence::now_ms();
+    let porter = presence::ids::UserId::parse("porter-bo").unwrap();
+    registry
+        .join(&porter, "chat:night-shift", now)
+        .await
+        .unwrap();
+
+    for path in files("admin-api") {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let expected = match name.as_str() {
+            "publish" | "publish-user" => 202,
+            "disconnect" | "remove" | "ban" | "unban" | "presence" => 200,
+            "bad-group" | "automatic-group" | "unknown-field" => 400,
+            "no-iam" => 401,
+            other => panic!("no expectation for events/admin-api/{other}.json"),
+        };
+        let req = lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let resp = admin_api::handle(&admin, req, now).await;
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let body: serde_json::Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
+        assert_eq!(resp.status(), expected, "{name}: {body}");
+        if expected >= 400 {
+            assert!(body["error"]["message"].is_string(), "{name}: {body}");
+        }
+        // In file order: automatic-group, bad-group, ban, disconnect, no-iam, presence,
+        // publish-user, publish, remove, unban, unknown-field.
+        match name.as_str() {
+            "automatic-group" | "bad-group" | "unknown-field" => {
+                assert_eq!(body["error"]["code"], "bad_request", "{name}: {body}");
+            }
+            "no-iam" => assert_eq!(body["error"]["code"], "unauthorized", "{body}"),
+            "ban" => {
+                assert_eq!(body["banned_until_ms"], now + 3_600_000, "{body}");
+                assert!(
+                    !registry
+                        .is_member(&porter, "chat:night-shift")
+                        .await
+                        .unwrap(),
+                    "the ban removed the member"
+                );
+            }
+            "disconnect" => assert_eq!(body["connections"], 0, "{body}"),
+            "presence" => assert_eq!(
+                body,
+                serde_json::json!({"group": "chat:night-shift", "members": []})
+            ),
+            "publish" | "publish-user" => assert_eq!(body["seq"], 1, "{name}: {body}"),
+            "remove" => assert_eq!(body["removed"], false, "already removed by the ban"),
+            "unban" => assert_eq!(body["lifted"], true, "{body}"),
+            _ => {}
+        }
+    }
+    let ban = registry
+        .ban_of("chat:night-shift", &porter, now)
+        .await
+        .unwrap();
+    assert!(ban.is_none(), "the ban was lifted");
+}

@@ -463,6 +463,7 @@ async fn vanished_and_stale_connections_are_cleaned_up() {
         session_id: None,
         connected_ms: presence::now_ms() - 60_000,
         hidden: false,
+        grant: Default::default(),
     };
     s.registry.register(&stale).await.unwrap();
     // one still connecting: API Gateway answers 410 until its $connect finishes
@@ -470,6 +471,7 @@ async fn vanished_and_stale_connections_are_cleaned_up() {
         id: "YoungConnId0=".into(),
         connected_ms: presence::now_ms(),
         hidden: false,
+        grant: Default::default(),
         ..stale.clone()
     };
     s.registry.register(&connecting).await.unwrap();

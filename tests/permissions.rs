@@ -36,6 +36,7 @@ const FUNCTIONS: &[(&str, &[Call])] = &[
     ("ws-message", ws_message::AWS_CALLS),
     ("ws-push", ws_push::AWS_CALLS),
     ("history-read", history_read::AWS_CALLS),
+    ("admin-api", admin_api::AWS_CALLS),
 ];
 
 fn repo() -> PathBuf {
@@ -492,7 +493,13 @@ mod code {
             } else {
                 file.with_extension("")
             };
-            for (sub_module, name) in submodules {
+            for (sub_module, name, explicit) in submodules {
+                // `#[path = "x.rs"] mod m;` is relative to the declaring file's folder.
+                if let Some(explicit) = explicit {
+                    let folder = file.parent().expect("file has a folder");
+                    self.load_file(&folder.join(explicit), &sub_module);
+                    continue;
+                }
                 let flat = here.join(format!("{name}.rs"));
                 let nested = here.join(&name).join("mod.rs");
                 let path = if flat.is_file() { flat } else { nested };
@@ -505,7 +512,7 @@ mod code {
             items: &[syn::Item],
             module: &[String],
             file: &str,
-            submodules: &mut Vec<(Vec<String>, String)>,
+            submodules: &mut Vec<(Vec<String>, String, Option<String>)>,
         ) {
             let imports_id = self.imports.len();
             let mut imports = Vec::new();
@@ -618,7 +625,21 @@ mod code {
                         sub.push(m.ident.to_string());
                         match &m.content {
                             Some((_, items)) => self.add_items(items, &sub, file, submodules),
-                            None => submodules.push((sub, m.ident.to_string())),
+                            None => {
+                                let explicit = m.attrs.iter().find_map(|a| match &a.meta {
+                                    syn::Meta::NameValue(nv) if nv.path.is_ident("path") => {
+                                        match &nv.value {
+                                            syn::Expr::Lit(syn::ExprLit {
+                                                lit: syn::Lit::Str(s),
+                                                ..
+                                            }) => Some(s.value()),
+                                            _ => None,
+                                        }
+                                    }
+                                    _ => None,
+                                });
+                                submodules.push((sub, m.ident.to_string(), explicit))
+                            }
                         }
                     }
                     // Items a macro_rules! generates are not seen: it must not call AWS.
@@ -2551,17 +2572,20 @@ mod cfn {
                     On::Index(_, index) => format!("{} on {var} index {index}", c.operation),
                     _ => format!("{} on {var}", c.operation),
                 };
-                let mut need = |action: String, resource: String| {
-                    needed
-                        .entry((action, resource))
-                        .or_insert_with(|| why.clone());
+                // A transaction needs the action of each kind of item it writes.
+                let mut need = |resource: String| {
+                    for action in c.iam_actions() {
+                        needed
+                            .entry((action, resource.clone()))
+                            .or_insert_with(|| why.clone());
+                    }
                 };
                 match c.on {
                     On::Queue(_) => match queue_arn(value) {
-                        Some(arn) => need(c.iam_action(), arn),
+                        Some(arn) => need(arn),
                         None => problems.push(format!("{var}={value:?} is not a queue URL")),
                     },
-                    On::Table(_) => need(c.iam_action(), table_arn(value)),
+                    On::Table(_) => need(table_arn(value)),
                     On::Index(_, index) => {
                         if let Some(table) = Self::table_resource(value) {
                             if !self.table_has_index(table, index) {
@@ -2570,14 +2594,11 @@ mod cfn {
                                 ));
                             }
                         }
-                        need(
-                            c.iam_action(),
-                            format!("{}/index/{index}", table_arn(value)),
-                        );
+                        need(format!("{}/index/{index}", table_arn(value)));
                     }
                     On::Secret(_) => {
                         let (arn, key) = self.secret(value);
-                        need(c.iam_action(), arn);
+                        need(arn);
                         if let Some(key) = key {
                             needed
                                 .entry(("kms:Decrypt".into(), key))
@@ -2588,7 +2609,7 @@ mod cfn {
                     }
                     On::Connections(_) => {
                         match connections_arn(value, c.http_method().unwrap_or("*")) {
-                            Some(arn) => need(c.iam_action(), arn),
+                            Some(arn) => need(arn),
                             None => problems
                                 .push(format!("{var}={value:?} is not a management endpoint")),
                         }

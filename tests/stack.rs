@@ -26,6 +26,10 @@ fn tuned() -> Vec<(&'static str, &'static str)> {
         ("SWEEP_WINDOW_SECONDS", "20"),
         ("JWT_SECRET", "a-deployment-secret-of-32-bytes-at-least"),
         ("JWT_ISSUER", "https://issuer.example"),
+        ("MESSAGE_RETENTION_SECONDS", "3600"),
+        ("MESSAGE_RETENTION_COUNT", "50"),
+        ("JOIN_POLICY", "claim"),
+        ("TOKEN_EXPIRY_GRACE_SECONDS", "15"),
     ]
 }
 
@@ -51,6 +55,7 @@ async fn the_same_environment_gives_the_stack_and_each_function_the_same_setting
         ),
         ("FACILITIES_TABLE", "facilities"),
         ("CONNECTIONS_TABLE", "connections"),
+        ("MESSAGES_TABLE", "messages"),
         ("WEBSOCKET_ENDPOINT", mgmt.as_str()),
     ]);
     let env = Env::from_pairs(lambda);
@@ -82,6 +87,13 @@ async fn the_same_environment_gives_the_stack_and_each_function_the_same_setting
         format!("{:?}", ingest.auth)
     );
     assert_eq!(format!("{:?}", local.hub.auth), format!("{:?}", hub.auth));
+    // Messaging: retention, the join policy and the token grace.
+    assert_eq!(local.hub.retention, hub.retention);
+    assert_eq!(hub.retention.max_count, 50);
+    assert_eq!(local.hub.join_policy, hub.join_policy);
+    assert_eq!(hub.join_policy, presence::hub::JoinPolicy::Claim);
+    assert_eq!(local.hub.token_grace, hub.token_grace);
+    assert_eq!(hub.token_grace.as_secs(), 15);
     let history = history_read::Config::from_env(&env).unwrap();
     assert_eq!(
         format!("{:?}", local.history.auth),

@@ -322,6 +322,7 @@ pub async fn run(options: &Options, report: &mut Report, progress: &Progress) ->
         ("PUSH_QUEUE_URL", "http://127.0.0.1:1/push".to_owned()),
         // One event's fan-out is measured: no coalescing window between the pushes.
         ("STATUS_COALESCE_MS", "0".to_owned()),
+        ("MESSAGES_TABLE", "bench-messages".to_owned()),
     ]))?;
     let hub = Hub::new(
         &config,
@@ -329,6 +330,9 @@ pub async fn run(options: &Options, report: &mut Report, progress: &Progress) ->
         HubPorts {
             registry: registry.clone(),
             gateway: gateway.clone(),
+            messages: Arc::new(presence::messages::MemoryMessageStore::new(
+                config.retention,
+            )),
             sessions: SessionPorts {
                 push: Arc::new(MemoryQueue::new()),
                 ledger: Arc::new(MemoryPartitionLedger::new()),
@@ -435,6 +439,7 @@ async fn measure(
                     // skips a 410 from a connection still connecting).
                     connected_ms: presence::now_ms() - 3_600_000,
                     hidden: false,
+                    grant: Default::default(),
                 })
                 .await?;
         }
@@ -493,7 +498,7 @@ async fn measure(
     let round = cfg.reps as u64 + 1;
     let frame = match event(round) {
         PushMessage::Status(e) => serde_json::to_string(&e)?,
-        PushMessage::Deliver(_) => unreachable!("a status event"),
+        PushMessage::Deliver(_) | PushMessage::Member(_) => unreachable!("a status event"),
     };
     let start_us = now_us();
     let failed: usize = futures::stream::iter(ids.iter())

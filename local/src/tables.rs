@@ -92,9 +92,11 @@ pub async fn create_tables(
     client: &aws_sdk_dynamodb::Client,
     connections: &str,
     facilities: &str,
+    messages: &str,
 ) -> Result<(), TableError> {
     create_table(client, "ConnectionsTable", connections).await?;
-    create_table(client, "FacilitiesTable", facilities).await
+    create_table(client, "FacilitiesTable", facilities).await?;
+    create_table(client, "MessagesTable", messages).await
 }
 
 fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>, TableError> {

@@ -10,6 +10,9 @@
 //! Secrets Manager secret that [`resolve_secret`] reads once at cold start (a plain string,
 //! or JSON `{"secret": "...", "previous": "..."}` while a rotation is under way).
 
+mod grant;
+pub use grant::{Grant, MAX_GRANTED_GROUPS};
+
 use crate::config::{ConfigError, Env};
 use crate::ids::{FacilityId, RegionId, UserId};
 use aws_config::SdkConfig;
@@ -211,6 +214,18 @@ impl Authenticator {
 
     /// Verifies a raw token (without `Bearer `) and reads the identity from it.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        self.from_claims(&self.decode(token)?)
+    }
+
+    /// Verifies a raw token and reads the identity and what the token grants besides (its
+    /// `exp`, its `groups` claim): what a WebSocket connection keeps.
+    pub fn verify_granting(&self, token: &str) -> Result<(Identity, Grant), AuthError> {
+        let claims = self.decode(token)?;
+        Ok((self.from_claims(&claims)?, Grant::from_claims(&claims)?))
+    }
+
+    /// The verified claims of a raw token.
+    fn decode(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
         let Some((key, validation)) = &self.key else {
             return Err(AuthError::Invalid(
                 "this endpoint accepts only authorizer-verified requests".into(),
@@ -232,7 +247,7 @@ impl Authenticator {
             ErrorKind::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
             _ => AuthError::Invalid(e.to_string()),
         })?;
-        self.from_claims(&data.claims)
+        Ok(data.claims)
     }
 
     /// Verifies the value of an `Authorization` header (`Bearer <token>`).
@@ -388,9 +403,22 @@ impl DevTokenSigner {
 
     /// A token for `identity` that expires at `exp_s` (seconds since the epoch).
     pub fn sign(&self, identity: &Identity, exp_s: i64) -> String {
-        let claims = serde_json::json!({
+        self.sign_granting(identity, exp_s, None)
+    }
+
+    /// A token as [`DevTokenSigner::sign`], with a `groups` claim when given.
+    pub fn sign_granting(
+        &self,
+        identity: &Identity,
+        exp_s: i64,
+        groups: Option<&[String]>,
+    ) -> String {
+        let mut claims = serde_json::json!({
             "sub": identity.user, "facility": identity.facility, "region": identity.region, "exp": exp_s,
         });
+        if let Some(groups) = groups {
+            claims["groups"] = serde_json::json!(groups);
+        }
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
             .expect("HS256 signing cannot fail")
     }

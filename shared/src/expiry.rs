@@ -5,6 +5,7 @@
 //! second), so offline is detected within about a second rather than once a minute.
 
 use crate::flips::publish_flips;
+use crate::protocol::{MemberPresence, PushMessage};
 use crate::queue::PushPublisher;
 use crate::sessions::{SessionStore, StoreError};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct SweepReport {
     pub errors: usize,
     /// The earliest pending deadline after the last sweep.
     pub next_deadline_ms: Option<i64>,
+    /// Chat members whose grace ended, handed to ws-push for `member.offline`.
+    pub members_gone: usize,
 }
 
 impl SweepReport {
@@ -112,7 +115,40 @@ impl Sweeper {
         }
         report.flips = flips.len();
         report.published = publish_flips(&self.store, self.publisher.as_ref(), &flips).await;
+        report.members_gone = self.members_gone(now_ms).await;
         report
+    }
+
+    /// Claims the chat members whose disconnect grace ended and publishes `member.presence` (offline) for
+    /// each (ws-push announces them). A failed publish is logged: the member is then not
+    /// announced offline (their next connect announces online again).
+    async fn members_gone(&self, now_ms: i64) -> usize {
+        let users = match self.store.members_due(now_ms, CLAIM_LIMIT).await {
+            Ok(users) => users,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming gone members failed");
+                return 0;
+            }
+        };
+        if users.is_empty() {
+            return 0;
+        }
+        let messages: Vec<PushMessage> = users
+            .into_iter()
+            .map(|user| {
+                PushMessage::Member(MemberPresence {
+                    user,
+                    online: false,
+                })
+            })
+            .collect();
+        match self.publisher.publish(&messages).await {
+            Ok(()) => messages.len(),
+            Err(e) => {
+                tracing::error!(error = %e, "member.presence not published");
+                messages.len() - e.failed.len()
+            }
+        }
     }
 
     /// Sweeps now and then again at each next deadline until `window` has passed. `clock`
@@ -130,6 +166,7 @@ impl Sweeper {
             total.claimed += report.claimed;
             total.flips += report.flips;
             total.published += report.published;
+            total.members_gone += report.members_gone;
             total.errors += report.errors;
             total.lateness_ms.extend(report.lateness_ms);
             total.next_deadline_ms = report.next_deadline_ms;

@@ -16,12 +16,14 @@
 //! - [`ledger`]: the partition ledger, which tells a first start from a Redis data loss.
 //! - [`port`]: the error every port returns: its cause, and whether a retry can help.
 //! - [`history`]: the facility history read API (history-read).
+//! - [`admin_api`]: the admin API of the team's backend (admin-api), over the [`hub`].
 //! - [`ingest`], [`consume`], [`expiry`], [`rollup`]: the pipeline's services, one per function.
 //! - [`telemetry`]: tracing setup and CloudWatch embedded metrics.
 //! - [`wiring`]: the ports each function's service is built from, in Lambda and locally.
 //!
 //! Time is always an argument (`now_ms`): nothing below the function edge reads the clock.
 
+pub mod admin_api;
 pub mod auth;
 pub mod aws;
 pub mod config;
@@ -36,6 +38,7 @@ pub mod hub;
 pub mod ids;
 pub mod ingest;
 pub mod ledger;
+pub mod messages;
 pub mod permissions;
 pub mod port;
 pub mod protocol;

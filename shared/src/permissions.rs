@@ -80,6 +80,10 @@ pub struct Call {
     /// start-up code makes for every endpoint and then drops): the code scan sees it, so it is
     /// declared, and the template must not grant it.
     pub sent: bool,
+    /// For a transaction (`TransactWriteItems`): the operations of its items (`PutItem`,
+    /// `UpdateItem`, `DeleteItem`, `ConditionCheckItem`), whose IAM actions it needs (there
+    /// is no action of the transaction itself). See [`Call::transacting`].
+    pub items: &'static [&'static str],
 }
 
 impl Call {
@@ -89,6 +93,7 @@ impl Call {
             operation,
             on,
             sent: true,
+            items: &[],
         }
     }
 
@@ -98,6 +103,13 @@ impl Call {
             sent: false,
             ..self
         }
+    }
+
+    /// A transaction whose items are these operations (`PutItem`, `UpdateItem`,
+    /// `DeleteItem`, `ConditionCheckItem`): IAM authorizes each item by its own action, so the
+    /// declaration says which kinds the code builds (the scan sees the transaction only).
+    pub const fn transacting(self, items: &'static [&'static str]) -> Self {
+        Self { items, ..self }
     }
 
     pub const fn sqs(operation: &'static str, on: On) -> Self {
@@ -129,6 +141,20 @@ impl Call {
             (Service::DynamoDb, op) => format!("dynamodb:{op}"),
             (Service::SecretsManager, op) => format!("secretsmanager:{op}"),
             (Service::ApiGatewayManagement, _) => "execute-api:ManageConnections".into(),
+        }
+    }
+
+    /// Every IAM action this call needs: [`Call::iam_action`], or for a transaction the
+    /// actions of its items ([`Call::transacting`]; `TransactGetItems` reads with `GetItem`).
+    pub fn iam_actions(&self) -> Vec<String> {
+        match (self.service, self.operation) {
+            (Service::DynamoDb, "TransactWriteItems") => self
+                .items
+                .iter()
+                .map(|op| format!("dynamodb:{op}"))
+                .collect(),
+            (Service::DynamoDb, "TransactGetItems") => vec!["dynamodb:GetItem".into()],
+            _ => vec![self.iam_action()],
         }
     }
 
@@ -171,5 +197,15 @@ mod tests {
             Some(Service::DynamoDb)
         );
         assert_eq!(Service::from_sdk_crate("aws_sdk_kms"), None);
+        let transaction = Call::dynamodb("TransactWriteItems", On::Table("T"))
+            .transacting(&["UpdateItem", "PutItem"]);
+        assert_eq!(
+            transaction.iam_actions(),
+            ["dynamodb:UpdateItem", "dynamodb:PutItem"]
+        );
+        assert_eq!(
+            Call::dynamodb("GetItem", On::Table("T")).iam_actions(),
+            ["dynamodb:GetItem"]
+        );
     }
 }

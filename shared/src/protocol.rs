@@ -190,6 +190,18 @@ pub fn statuses_in(frame: &serde_json::Value) -> Vec<serde_json::Value> {
 pub enum PushMessage {
     Status(StatusEvent),
     Deliver(Delivery),
+    Member(MemberPresence),
+}
+
+/// `{"type": "member.presence", "user": ..., "online": bool}`: a user's first device connected
+/// (ws-connect), or their last one went and the grace ended (session-expiry). ws-push
+/// announces `member.online`/`member.offline` to the other members of their chat groups,
+/// if it still holds then (a device of the user is connected, or none is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "member.presence")]
+pub struct MemberPresence {
+    pub user: UserId,
+    pub online: bool,
 }
 
 /// A generic push: `data` (any JSON, sent as the frame) to a connection, a user's devices or

@@ -9,6 +9,8 @@
 //!   ([`sqs_event`], [`consume`]); reads: [`session_record`], [`facility_status`],
 //!   [`failed_ids`].
 
+pub mod ws;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -215,6 +217,7 @@ pub fn dynamo_facilities(
 pub struct HubResources {
     pub connections: String,
     pub facilities: String,
+    pub messages: String,
     pub heartbeats: String,
     pub push: String,
 }
@@ -225,9 +228,12 @@ impl HubResources {
         create_table(&clients.ddb, "ConnectionsTable", &connections).await;
         let facilities = unique("facilities");
         create_table(&clients.ddb, "FacilitiesTable", &facilities).await;
+        let messages = unique("messages");
+        create_table(&clients.ddb, "MessagesTable", &messages).await;
         Self {
             connections,
             facilities,
+            messages,
             heartbeats: create_queue(&clients.sqs, &unique("heartbeats")).await,
             push: create_queue(&clients.sqs, &unique("push")).await,
         }
@@ -248,6 +254,7 @@ impl HubResources {
             ("JWT_SECRET".to_owned(), secret.to_owned()),
             ("CONNECTIONS_TABLE".to_owned(), self.connections.clone()),
             ("FACILITIES_TABLE".to_owned(), self.facilities.clone()),
+            ("MESSAGES_TABLE".to_owned(), self.messages.clone()),
             ("WEBSOCKET_ENDPOINT".to_owned(), websocket_endpoint),
             ("HEARTBEAT_QUEUE_URL".to_owned(), self.heartbeats.clone()),
             ("PUSH_QUEUE_URL".to_owned(), self.push.clone()),

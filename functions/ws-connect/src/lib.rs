@@ -16,6 +16,8 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
         // Register; remove again when the session could not start.
         Call::dynamodb("PutItem", Table("CONNECTIONS_TABLE")),
         Call::dynamodb("DeleteItem", Table("CONNECTIONS_TABLE")),
+        // The user's other connections and groups: a first device announces member.online.
+        Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-user")),
         Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
         Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
         // At cold start, only when JWT_SECRET_ARN is set.

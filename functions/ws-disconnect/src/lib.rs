@@ -14,6 +14,8 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
     &[
         Call::dynamodb("DescribeTable", Table("CONNECTIONS_TABLE")),
         Call::dynamodb("DeleteItem", Table("CONNECTIONS_TABLE")),
+        // The user's other connections and groups: the last device gone (member.offline).
+        Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-user")),
         Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
         Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),
         // Built by the shared warm-up list (presence::hub::setup) and dropped unsent.

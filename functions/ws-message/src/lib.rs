@@ -28,8 +28,19 @@ pub const AWS_CALLS: &[presence::permissions::Call] = {
         Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-user")),
         Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-facility")),
         Call::dynamodb("Query", Index("CONNECTIONS_TABLE", "by-region")),
+        // Messages sent to groups: the group's head (its newest seq), then the message, the
+        // head and the evicted oldest in one transaction; `history` queries the group.
+        Call::dynamodb("GetItem", Table("MESSAGES_TABLE")),
+        Call::dynamodb("Query", Table("MESSAGES_TABLE")),
+        Call::dynamodb("TransactWriteItems", Table("MESSAGES_TABLE")).transacting(&[
+            "UpdateItem",
+            "PutItem",
+            "DeleteItem",
+        ]),
         Call::management_api("PostToConnection", Connections("WEBSOCKET_ENDPOINT")),
         Call::management_api("GetConnection", Connections("WEBSOCKET_ENDPOINT")),
+        // Closing a socket whose token expired past the grace.
+        Call::management_api("DeleteConnection", Connections("WEBSOCKET_ENDPOINT")),
         // Flips of socket heartbeats and of gone connections go to the push queue.
         Call::sqs("SendMessageBatch", Queue("PUSH_QUEUE_URL")),
         Call::sqs("GetQueueAttributes", Queue("PUSH_QUEUE_URL")),

@@ -1,7 +1,9 @@
 //! The local HTTP API: `POST /v1/heartbeats` (heartbeat-ingest's own handler), the history
 //! read API `GET /v1/regions/{region}/facilities` and `GET /v1/facilities/{facility}/...`
-//! (history-read's own handler, on the stack's facilities table), the development routes
-//! under `/dev/` and the dashboard's files.
+//! (history-read's own handler, on the stack's facilities table), the admin API under
+//! `/v1/admin/` (admin-api's own handler, on the stack's hub; the `x-presence-admin-key`
+//! header stands in for IAM authorization), the development routes under `/dev/` and the
+//! dashboard's files.
 
 use super::Stats;
 use super::directory::Directory;
@@ -10,7 +12,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use presence::auth::{DevTokenSigner, Identity};
 use presence::ids::{FacilityId, RegionId, UserId};
 use presence::ingest::Ingest;
@@ -25,6 +27,10 @@ pub(super) struct AppState {
     pub ingest: Ingest,
     /// history-read's service, on the stack's facilities table.
     pub history: presence::history::HistoryReader,
+    /// admin-api's service, on the stack's hub (the one its WebSocket routes use).
+    pub admin: presence::admin_api::AdminApi,
+    /// `ADMIN_API_KEY`: what an admin request's `x-presence-admin-key` must be.
+    pub admin_key: String,
     /// Signs `/dev/token` tokens, when tokens are verified with a secret.
     pub signer: Option<DevTokenSigner>,
     pub directory: Directory,
@@ -45,6 +51,7 @@ pub(super) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/facilities/{facility}/history", get(history_route))
         .route("/v1/facilities/{facility}/sessions", get(history_route))
         .route("/v1/facilities/{facility}/availability", get(history_route))
+        .route("/v1/admin/{*rest}", any(admin_route))
         .route("/dev/config", get(config_route))
         .route("/dev/directory", get(directory_route))
         .route("/dev/token", get(token_route))
@@ -136,6 +143,196 @@ async fn history_route(
     axum_response(resp)
 }
 
+/// The header that stands in for IAM authorization on the local admin routes.
+pub const ADMIN_KEY_HEADER: &str = "x-presence-admin-key";
+
+/// The largest admin request body the local API reads; admin-api answers 413 itself above
+/// its own limit (64 KiB), as it would behind API Gateway (whose limit is 10 MB).
+const ADMIN_READ_LIMIT: usize = 1024 * 1024;
+
+/// The admin routes, as API Gateway serves them with `AuthorizationType: AWS_IAM`: a request
+/// no route matches is 404 and one without valid credentials 401, and neither reaches the
+/// function; otherwise admin-api's handler is invoked with the request context API Gateway
+/// fills in for a signed request (`requestContext.authorizer.iam`). The key header stands in
+/// for the SigV4 signature and is not passed on.
+async fn admin_route(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    use presence::admin_api::Route;
+    // An HTTP API request, whatever its answer.
+    state.meter.http_request();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let method = parts.method.as_str().to_owned();
+    let Some((route, params)) =
+        Route::of_path(&path).filter(|(r, _)| r.method() == method.as_str())
+    else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route {method} {path}"),
+        );
+    };
+    let key = parts
+        .headers
+        .get(ADMIN_KEY_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if !key.is_some_and(|k| same_key(k, &state.admin_key)) {
+        let problem = if key.is_some() { "wrong" } else { "missing" };
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "{ADMIN_KEY_HEADER} is {problem}: the local admin API takes the key set by \
+                 ADMIN_API_KEY, where API Gateway takes a request signed with AWS credentials"
+            ),
+        );
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, ADMIN_READ_LIMIT).await else {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "body is too large",
+        );
+    };
+    let params: Vec<(&str, String)> = params
+        .iter()
+        .map(|(name, raw)| {
+            let value = presence::admin_api::decode_path_parameter(raw)
+                .unwrap_or_else(|| (*raw).to_owned());
+            (*name, value)
+        })
+        .collect();
+    let event = admin_event(&parts, route, &params, &bytes, presence::now_ms());
+    let lreq = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "admin request not converted to an API Gateway event");
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+    };
+    let resp = state
+        .meter
+        .invoke(
+            super::Function::AdminApi,
+            admin_api::handle(&state.admin, lreq, presence::now_ms()),
+        )
+        .await;
+    axum_response(resp)
+}
+
+/// Compares keys without stopping at the first difference.
+fn same_key(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The local account and caller an admin request is signed by.
+const LOCAL_ACCOUNT: &str = "000000000000";
+
+/// An HTTP API (payload 2.0) event for an admin request, as API Gateway builds it for a
+/// request it authorized with IAM.
+fn admin_event(
+    parts: &axum::http::request::Parts,
+    route: presence::admin_api::Route,
+    params: &[(&str, String)],
+    body: &[u8],
+    now_ms: i64,
+) -> serde_json::Value {
+    use base64::Engine as _;
+    let mut headers = serde_json::Map::new();
+    for (k, v) in &parts.headers {
+        if k.as_str() == ADMIN_KEY_HEADER {
+            continue;
+        }
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        match headers.get_mut(k.as_str()) {
+            Some(serde_json::Value::String(joined)) => {
+                joined.push(',');
+                joined.push_str(&v);
+            }
+            _ => {
+                headers.insert(k.as_str().to_owned(), v.into());
+            }
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let host = header("host").unwrap_or_else(|| "localhost".into());
+    let user_agent = header("user-agent").unwrap_or_default();
+    let (body, base64) = match (body.is_empty(), std::str::from_utf8(body)) {
+        (true, _) => (serde_json::Value::Null, false),
+        (false, Ok(text)) => (text.into(), false),
+        (false, Err(_)) => (
+            base64::engine::general_purpose::STANDARD
+                .encode(body)
+                .into(),
+            true,
+        ),
+    };
+    // HTTP APIs pass the path URL-decoded (`rawPath`, `http.path`), as they do its parameters.
+    // (Kept encoded when decoding would make it something else than the same path.)
+    let raw_path = parts.uri.path();
+    let decoded: Option<Vec<String>> = raw_path
+        .split('/')
+        .map(|segment| {
+            presence::admin_api::decode_path_parameter(segment).filter(|s| {
+                s.bytes()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#'))
+            })
+        })
+        .collect();
+    let path = decoded.map_or_else(|| raw_path.to_owned(), |segments| segments.join("/"));
+    let path_parameters: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
+        .collect();
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": route.key(),
+        "rawPath": path,
+        "rawQueryString": parts.uri.query().unwrap_or_default(),
+        "headers": headers,
+        "pathParameters": if path_parameters.is_empty() { serde_json::Value::Null } else { path_parameters.into() },
+        "requestContext": {
+            "accountId": LOCAL_ACCOUNT,
+            "apiId": "local",
+            "domainName": host,
+            "domainPrefix": "local",
+            "http": {
+                "method": parts.method.as_str(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": user_agent,
+            },
+            "requestId": crate::ids::new_id(),
+            "routeKey": route.key(),
+            "stage": "$default",
+            "timeEpoch": now_ms,
+            "authorizer": {
+                "iam": {
+                    "accessKey": "AKIALOCALADMIN000000",
+                    "accountId": LOCAL_ACCOUNT,
+                    "callerId": "AIDALOCALADMIN000000",
+                    "cognitoIdentity": null,
+                    "principalOrgId": null,
+                    "userArn": format!("arn:aws:iam::{LOCAL_ACCOUNT}:user/presence-local-admin"),
+                    "userId": "AIDALOCALADMIN000000",
+                }
+            }
+        },
+        "body": body,
+        "isBase64Encoded": base64,
+    })
+}
+
 async fn config_route(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(serde_json::json!({
         "websocket_url": state.websocket_url, "heartbeat_url": "/v1/heartbeats",
@@ -187,6 +384,10 @@ struct TokenQuery {
     user: Option<String>,
     facility: Option<String>,
     region: Option<String>,
+    /// The token's lifetime in seconds (default 12 hours).
+    exp_s: Option<String>,
+    /// Comma-separated entries of the `groups` claim.
+    groups: Option<String>,
 }
 
 async fn token_route(State(state): State<Arc<AppState>>, Query(q): Query<TokenQuery>) -> Response {
@@ -216,10 +417,27 @@ async fn token_route(State(state): State<Arc<AppState>>, Query(q): Query<TokenQu
             "tokens are verified with JWT_PUBLIC_KEY here: the stack cannot sign any",
         );
     };
-    match parse() {
-        Ok(identity) => {
-            let exp = presence::now_ms() / 1000 + 12 * 3600;
-            axum::Json(serde_json::json!({ "token": signer.sign(&identity, exp) })).into_response()
+    let lifetime = || -> Result<i64, String> {
+        match q.exp_s.as_deref() {
+            None => Ok(12 * 3600),
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(s) if (1..=86_400).contains(&s) => Ok(s),
+                _ => Err(format!("exp_s must be seconds in 1..=86400, not {raw:?}")),
+            },
+        }
+    };
+    let groups: Option<Vec<String>> = q.groups.as_deref().map(|g| {
+        g.split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    match parse().and_then(|identity| Ok((identity, lifetime()?))) {
+        Ok((identity, lifetime)) => {
+            let exp = presence::now_ms() / 1000 + lifetime;
+            let token = signer.sign_granting(&identity, exp, groups.as_deref());
+            axum::Json(serde_json::json!({ "token": token, "exp": exp })).into_response()
         }
         Err(message) => json_error(StatusCode::BAD_REQUEST, "bad_request", message),
     }

@@ -10,7 +10,8 @@
 //!
 //! - here: [`LocalStack::start`], the wiring.
 //! - [`settings`]: each function's `Config` from the environment, with the stand-ins.
-//! - `http`: the HTTP API and the development routes; `simulation`: simulated users.
+//! - `http`: the HTTP API (heartbeats, history, admin) and the development routes;
+//!   `simulation`: simulated users.
 //! - [`directory`]: the sample regions, facilities and users.
 //! - [`HubRoutes`]: the WebSocket routes wired to the ws-* handlers.
 //! - [`billing`]: what AWS would bill for all of it ([`LocalStack::billing`], `/dev/stats`).
@@ -29,7 +30,7 @@ pub use routes::{HubRoutes, ONE_WAY_ROUTES};
 use tables::Tables;
 
 pub use directory::{DirFacility, DirRegion, DirUser, Directory, SAMPLE_DIRECTORY};
-pub use settings::{DEV_SECRET, LocalSettings, StandIns};
+pub use settings::{DEFAULT_ADMIN_API_KEY, DEV_SECRET, LocalSettings, StandIns};
 
 use crate::queue::{LocalQueue, QueueConfig, run_event_source};
 use crate::{LocalWebSocketApi, WebSocketApiConfig};
@@ -254,6 +255,7 @@ impl LocalStack {
                     &gateway_sdk,
                     &settings.hub.websocket_endpoint,
                 )),
+                messages: tables.messages.clone(),
                 sessions: session_ports.clone(),
             },
         );
@@ -341,9 +343,14 @@ impl LocalStack {
                 facilities: tables.facilities.clone(),
             },
         );
+        // admin-api's service on the same hub: what it publishes and whom it disconnects are
+        // the WebSocket routes' connections.
+        let admin = admin_api::service(hub.clone());
         let state = Arc::new(http::AppState {
             ingest,
             history,
+            admin,
+            admin_key: settings.admin_api_key.clone(),
             signer,
             directory: Directory::sample()
                 .map_err(|e| StackError::Setup(format!("sample directory: {e}")))?,
@@ -417,7 +424,7 @@ impl LocalStack {
     /// The lines printed when ready.
     pub fn banner(&self) -> String {
         format!(
-            "Presence local stack ready\n  dashboard:   {http}/\n  heartbeats:  POST {http}/v1/heartbeats\n  dev token:   {http}/dev/token?user=nurse-ann&facility=st-olav-icu&region=trondelag\n  websocket:   {ws}?token=<JWT>\n  management:  {mgmt}/@connections/{{id}}\n  redis:       {redis}\n",
+            "Presence local stack ready\n  dashboard:   {http}/\n  heartbeats:  POST {http}/v1/heartbeats\n  dev token:   {http}/dev/token?user=nurse-ann&facility=st-olav-icu&region=trondelag\n  websocket:   {ws}?token=<JWT>\n  admin:       {http}/v1/admin/... (header x-presence-admin-key: $ADMIN_API_KEY)\n  management:  {mgmt}/@connections/{{id}}\n  redis:       {redis}\n",
             http = self.http_url,
             ws = self.ws.websocket_url(),
             mgmt = self.ws.management_endpoint(),

@@ -33,9 +33,16 @@ pub struct LocalSettings {
     /// `WS_DROP_DISCONNECT_RATE` (0, 0 to 1): the share of `$disconnect` events the local
     /// WebSocket API drops, as API Gateway may (it delivers them on a best-effort basis).
     pub ws_drop_disconnect_rate: f64,
+    /// `ADMIN_API_KEY` (default [`DEFAULT_ADMIN_API_KEY`]): what the local HTTP API expects
+    /// in the `x-presence-admin-key` header of an admin request, where API Gateway would
+    /// check an IAM signature.
+    pub admin_api_key: String,
     /// The environment the functions' configurations were read from (stand-ins included).
     pub env: Env,
 }
+
+/// The local admin API's key when `ADMIN_API_KEY` is not set.
+pub const DEFAULT_ADMIN_API_KEY: &str = "presence-local-admin-key";
 
 /// What the stand-ins provide in place of AWS resources.
 #[derive(Debug, Clone)]
@@ -61,6 +68,18 @@ fn share(env: &Env, name: &'static str) -> Result<f64, ConfigError> {
     }
 }
 
+/// `ADMIN_API_KEY`: printable ASCII (it travels in a header), at least 8 characters.
+fn admin_api_key(env: &Env) -> Result<String, ConfigError> {
+    let key = env.get("ADMIN_API_KEY").unwrap_or(DEFAULT_ADMIN_API_KEY);
+    if key.len() < 8 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::Malformed {
+            name: "ADMIN_API_KEY",
+            reason: "must be at least 8 printable ASCII characters without spaces".into(),
+        });
+    }
+    Ok(key.to_owned())
+}
+
 impl LocalSettings {
     /// Reads every function's configuration from `env`, after filling in what the template
     /// would give each function in AWS and the user did not set.
@@ -82,6 +101,7 @@ impl LocalSettings {
         );
         default("FACILITIES_TABLE", "presence-facilities".into());
         default("CONNECTIONS_TABLE", "presence-connections".into());
+        default("MESSAGES_TABLE", "presence-messages".into());
         default("WEBSOCKET_ENDPOINT", stand_ins.management_endpoint.clone());
         // template.yaml sets it for session-expiry: sweep 55 s of each minute.
         default("SWEEP_WINDOW_SECONDS", "55".into());
@@ -103,6 +123,7 @@ impl LocalSettings {
             ws_idle_timeout: local.seconds_or("WS_IDLE_TIMEOUT_SECONDS", 600, 1..=7200)?,
             ws_max_connection: local.seconds_or("WS_MAX_CONNECTION_SECONDS", 7200, 1..=86_400)?,
             ws_drop_disconnect_rate: share(&local, "WS_DROP_DISCONNECT_RATE")?,
+            admin_api_key: admin_api_key(&local)?,
             env: local,
         })
     }

@@ -1,12 +1,13 @@
 //! The stack's tables: in memory, or on an emulator.
 
-use super::billing::{Meter, MeteredFacilities, MeteredLedger, MeteredRegistry};
+use super::billing::{Meter, MeteredFacilities, MeteredLedger, MeteredMessages, MeteredRegistry};
 use super::{LocalSettings, StackError};
 use presence::facilities::{FacilityStore, MemoryFacilityStore};
 use presence::hub::registry::{
     ConnectionRegistry, DynamoConnectionRegistry, MemoryConnectionRegistry,
 };
 use presence::ledger::{DynamoPartitionLedger, MemoryPartitionLedger, PartitionLedger};
+use presence::messages::{DynamoMessageStore, MemoryMessageStore, MessageStore};
 use std::sync::Arc;
 
 /// The tables: in memory, or on the emulator at `AWS_ENDPOINT_URL` (created as the template
@@ -15,6 +16,7 @@ pub(super) struct Tables {
     pub registry: Arc<dyn ConnectionRegistry>,
     pub facilities: Arc<dyn FacilityStore>,
     pub ledger: Arc<dyn PartitionLedger>,
+    pub messages: Arc<dyn MessageStore>,
     pub memory_registry: Option<Arc<MemoryConnectionRegistry>>,
     pub memory_facilities: Option<Arc<MemoryFacilityStore>>,
 }
@@ -27,6 +29,7 @@ impl Tables {
             registry: MeteredRegistry::new(self.registry, meter.clone()),
             facilities: MeteredFacilities::new(self.facilities, meter.clone()),
             ledger: MeteredLedger::new(self.ledger, meter.clone()),
+            messages: MeteredMessages::new(self.messages, meter.clone()),
             ..self
         }
     }
@@ -39,6 +42,7 @@ impl Tables {
                 registry: registry.clone(),
                 facilities: facilities.clone(),
                 ledger: Arc::new(MemoryPartitionLedger::new()),
+                messages: Arc::new(MemoryMessageStore::new(settings.hub.retention)),
                 memory_registry: Some(registry),
                 memory_facilities: Some(facilities),
             });
@@ -49,14 +53,20 @@ impl Tables {
             &settings.hub.connections_table,
             &settings.rollup.pipeline.facilities_table,
         );
-        crate::tables::create_tables(&ddb, connections, facilities)
+        let messages = &settings.hub.messages_table;
+        crate::tables::create_tables(&ddb, connections, facilities, messages)
             .await
             .map_err(|e| StackError::Setup(e.to_string()))?;
         Ok(Self {
             registry: Arc::new(DynamoConnectionRegistry::new(ddb.clone(), connections)),
             // The rollup's own AWS ports: history kept for HISTORY_RETENTION_DAYS.
             facilities: facility_rollup::aws_ports(&settings.rollup, &sdk).facilities,
-            ledger: Arc::new(DynamoPartitionLedger::new(ddb, facilities)),
+            ledger: Arc::new(DynamoPartitionLedger::new(ddb.clone(), facilities)),
+            messages: Arc::new(DynamoMessageStore::new(
+                ddb,
+                messages.clone(),
+                settings.hub.retention,
+            )),
             memory_registry: None,
             memory_facilities: None,
         })

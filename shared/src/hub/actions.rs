@@ -110,6 +110,9 @@ impl Hub {
         reference: Option<Value>,
         now_ms: i64,
     ) -> Result<Option<ServerMessage>, ActionError> {
+        if !matches!(action, ClientAction::Auth { .. }) {
+            self.check_token(c, now_ms).await?;
+        }
         let f = Frame {
             c,
             reference,
@@ -136,6 +139,24 @@ impl Hub {
             } => self.send(f, group, data, others).await?,
             ClientAction::Members { group } => self.members(f, group).await?,
             ClientAction::Snapshot { region } => self.snapshot(f, region).await?,
+            ClientAction::History {
+                group,
+                after,
+                limit,
+            } => {
+                self.require_member(c, &group).await?;
+                self.history(&group, after, limit, f.reference, now_ms)
+                    .await?
+            }
+            ClientAction::Presence { group } => {
+                self.require_member(c, &group).await?;
+                ServerMessage::Presence {
+                    group: group.to_string(),
+                    members: self.presence(&group).await?,
+                    reference: f.reference,
+                }
+            }
+            ClientAction::Auth { token } => self.auth(c, &token, f.reference, now_ms).await?,
         };
         Ok(Some(reply))
     }
@@ -199,9 +220,17 @@ impl Hub {
             now_ms,
         } = f;
         self.policy
-            .may_join(&identity(c), &group)
+            .may_join(&identity(c), &c.grant, &group)
             .map_err(|e| ActionError::Forbidden(e.to_string()))?;
         let name = group.to_string();
+        if self
+            .registry
+            .ban_of(&name, &c.user, now_ms)
+            .await?
+            .is_some()
+        {
+            return Err(ActionError::Banned(format!("you are banned from {name}")));
+        }
         let new = self.registry.join(&c.user, &name, now_ms).await?;
         let joined = ServerMessage::Joined {
             group: name.clone(),
@@ -258,26 +287,14 @@ impl Hub {
             now_ms,
         } = f;
         self.require_member(c, &group).await?;
-        let name = group.to_string();
-        let mut targets: Vec<String> = self
-            .group_connections(&group)
-            .await?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        if others {
-            targets.retain(|id| *id != c.id);
-        }
-        let frame = ServerMessage::Message {
-            group: name.clone(),
-            from: c.user.clone(),
-            data,
-        }
-        .to_json();
-        let report = self.deliver(&targets, &frame, now_ms).await;
+        let except = others.then_some(c.id.as_str());
+        let (stored, delivered) = self
+            .publish(&group, Some(&c.user), data, except, now_ms)
+            .await?;
         Ok(ServerMessage::Sent {
-            group: name,
-            delivered: report.delivered,
+            group: group.to_string(),
+            delivered: delivered.delivered,
+            seq: stored.seq,
             reference,
         })
     }
@@ -320,7 +337,11 @@ impl Hub {
         })
     }
 
-    async fn require_member(&self, c: &Connection, group: &Group) -> Result<(), ActionError> {
+    pub(super) async fn require_member(
+        &self,
+        c: &Connection,
+        group: &Group,
+    ) -> Result<(), ActionError> {
         let member = match group {
             Group::Free(name) => self.registry.is_member(&c.user, name).await?,
             automatic => automatic.contains(&c.user, &c.facility, &c.region),
@@ -336,7 +357,7 @@ impl Hub {
 }
 
 /// Who sent a frame, as the connection recorded it at `$connect`.
-fn identity(c: &Connection) -> Identity {
+pub(super) fn identity(c: &Connection) -> Identity {
     Identity {
         user: c.user.clone(),
         facility: c.facility.clone(),

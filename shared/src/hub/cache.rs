@@ -92,6 +92,7 @@ mod tests {
             session_id: None,
             connected_ms: 0,
             hidden: false,
+            grant: Default::default(),
         }
     }
 

@@ -69,6 +69,15 @@ pub enum ActionError {
     /// session on a socket that carries none).
     #[error("{0}")]
     BadRequest(String),
+    /// The connection's token expired: send `auth` with a fresh one.
+    #[error("{0}")]
+    TokenExpired(String),
+    /// `auth` with a token that does not verify.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// `join` of a group the user is banned from.
+    #[error("{0}")]
+    Banned(String),
     /// A backend failed; the detail is logged, never sent.
     #[error("{}", UNAVAILABLE)]
     Unavailable,
@@ -82,6 +91,9 @@ impl ActionError {
             Self::NotMember(_) => "not_member",
             Self::RateLimited(_) => "rate_limited",
             Self::BadRequest(_) => "bad_request",
+            Self::TokenExpired(_) => "token_expired",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Banned(_) => "banned",
             Self::Unavailable => "unavailable",
         }
     }

@@ -177,6 +177,10 @@ impl Hub {
                 };
                 Ok(self.deliver(&ids, &frame, now_ms).await)
             }
+            PushMessage::Member(m) => {
+                self.announce_member(&m.user, m.online, now_ms).await?;
+                Ok(Delivered::default())
+            }
         }
     }
 }

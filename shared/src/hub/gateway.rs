@@ -21,6 +21,9 @@ pub enum PostError {
 #[async_trait]
 pub trait ConnectionGateway: Send + Sync {
     async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError>;
+    /// Closes a connection from the server side (API Gateway then delivers `$disconnect`);
+    /// a connection already gone is fine.
+    async fn close(&self, connection_id: &str) -> Result<(), PostError>;
 }
 
 /// The API Gateway management API (`WEBSOCKET_ENDPOINT`: `https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
@@ -91,5 +94,19 @@ impl ConnectionGateway for ApiGatewayManagement {
             .await
             .map(|_| ())
             .map_err(|e| classify(e, |err| err.is_gone_exception()))
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), PostError> {
+        match self
+            .client
+            .delete_connection()
+            .connection_id(connection_id)
+            .send()
+            .await
+            .map_err(|e| classify(e, |err| err.is_gone_exception()))
+        {
+            Ok(_) | Err(PostError::Gone) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

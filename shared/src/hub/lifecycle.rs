@@ -26,7 +26,9 @@ impl Hub {
         session_id: Option<&str>,
         now_ms: i64,
     ) -> Result<Connection, HubError> {
-        let identity = self.auth.verify(token.ok_or(AuthError::Missing)?)?;
+        let (identity, grant) = self
+            .auth
+            .verify_granting(token.ok_or(AuthError::Missing)?)?;
         if !valid_connection_id(connection_id) {
             return Err(HubError::BadRequest("connection id is malformed".into()));
         }
@@ -42,6 +44,7 @@ impl Hub {
             session_id: session_id.clone(),
             connected_ms: now_ms,
             hidden: false,
+            grant,
         };
         self.registry.register(&connection).await?;
         if let Some(sid) = &session_id {
@@ -54,6 +57,7 @@ impl Hub {
                 return Err(e);
             }
         }
+        self.member_connected(&connection).await;
         Ok(connection)
     }
 
@@ -65,15 +69,28 @@ impl Hub {
         connection_id: &str,
         now_ms: i64,
     ) -> Result<Option<Connection>, HubError> {
+        let grace_ms = self.disconnect_grace_ms;
+        self.forget_connection(connection_id, SocketOp::Linger { grace_ms }, now_ms)
+            .await
+    }
+
+    /// Removes a connection and applies `op` to the session it carried (linger at
+    /// `$disconnect`; end when the team's backend disconnects the user); a user's last
+    /// connection starts the grace before `member.offline`.
+    pub(super) async fn forget_connection(
+        &self,
+        connection_id: &str,
+        op: SocketOp,
+        now_ms: i64,
+    ) -> Result<Option<Connection>, HubError> {
         self.connections.forget(connection_id);
         self.limiter.forget(connection_id);
         let removed = self.registry.remove(connection_id).await?;
         if let Some(c) = &removed {
             if let Some(sid) = &c.session_id {
-                let grace_ms = self.disconnect_grace_ms;
-                self.apply_session(c, sid, SocketOp::Linger { grace_ms }, now_ms)
-                    .await?;
+                self.apply_session(c, sid, op, now_ms).await?;
             }
+            self.member_disconnected(&c.user, now_ms).await;
         }
         Ok(removed)
     }

@@ -3,6 +3,7 @@
 
 use crate::ids::Group;
 use crate::ids::{RegionId, SessionId, UserId};
+use crate::messages::StoredMessage;
 use crate::protocol::{FacilityStatus, HeartbeatState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -47,6 +48,44 @@ pub enum ClientAction {
         region: Option<RegionId>,
     },
     Ping,
+    /// Stored messages of a group: after `after`, or the newest `limit`.
+    History {
+        group: Group,
+        #[serde(default, deserialize_with = "after_field")]
+        after: Option<u64>,
+        #[serde(default, deserialize_with = "limit_field")]
+        limit: Option<usize>,
+    },
+    /// Members of a group with a live connection.
+    Presence {
+        group: Group,
+    },
+    /// A fresh token for this connection (same user).
+    Auth {
+        token: String,
+    },
+}
+
+/// `history`'s `after`: a seq (an integer ≥ 0); the error names the field.
+fn after_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!("after must be a seq (an integer >= 0), not {v}"))
+        }),
+    }
+}
+
+/// `history`'s `limit`: an integer (its range is checked when served); the error names it.
+fn limit_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("limit must be an integer, not {v}"))),
+    }
 }
 
 impl ClientAction {
@@ -61,6 +100,9 @@ impl ClientAction {
             Self::Members { .. } => "members",
             Self::Snapshot { .. } => "snapshot",
             Self::Ping => "ping",
+            Self::History { .. } => "history",
+            Self::Presence { .. } => "presence",
+            Self::Auth { .. } => "auth",
         }
     }
 }
@@ -75,6 +117,9 @@ pub const ACTIONS: &[&str] = &[
     "members",
     "snapshot",
     "ping",
+    "history",
+    "presence",
+    "auth",
 ];
 
 /// The actions API Gateway routes to their own one-way routes (`template.yaml`
@@ -95,6 +140,14 @@ pub fn names_one_way_action(body: &str) -> bool {
             .ok()
             .and_then(|s| s.action)
             .is_some_and(|a| ONE_WAY_ACTIONS.contains(&a.as_ref()))
+}
+
+/// A member in a `presence` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresentMember {
+    pub user: UserId,
+    /// Live connections of the user.
+    pub devices: usize,
 }
 
 /// A frame that could not be turned into an action: what to answer.
@@ -192,15 +245,35 @@ pub fn parse_frame(body: &str) -> Result<(ClientAction, Option<Value>), FrameErr
             reference,
         ));
     }
-    match serde_json::from_value::<ClientAction>(Value::Object(obj)) {
+    match serde_json::from_value::<ClientAction>(Value::Object(obj.clone())) {
         Ok(a) => Ok((a, reference)),
         Err(e) => Err(fail(
             "bad_request",
-            format!("{action}: {e}"),
+            format!("{action}: {}", name_the_field(&obj, &e.to_string())),
             Some(action),
             reference,
         )),
     }
+}
+
+/// serde's type errors do not say which field is wrong: the field is the one whose removal
+/// turns the error into "missing field" (or cures it).
+fn name_the_field(obj: &serde_json::Map<String, Value>, error: &str) -> String {
+    if obj.keys().any(|k| error.contains(&format!("`{k}`"))) {
+        return error.to_owned();
+    }
+    for key in obj.keys().filter(|k| *k != "action") {
+        let mut without = obj.clone();
+        without.remove(key);
+        let culprit = match serde_json::from_value::<ClientAction>(Value::Object(without)) {
+            Ok(_) => true,
+            Err(e) => e.to_string().contains(&format!("missing field `{key}`")),
+        };
+        if culprit {
+            return format!("field `{key}`: {error}");
+        }
+    }
+    error.to_owned()
 }
 
 /// A message the server sends (`{"type": ...}`). `ref` echoes the request's.
@@ -223,17 +296,23 @@ pub enum ServerMessage {
     MemberJoined { group: String, user: UserId },
     #[serde(rename = "member.left")]
     MemberLeft { group: String, user: UserId },
+    /// A message to a group: `seq` numbers the group's stored messages (only grows, no
+    /// gaps), `ts` is the server's time (ms); `from` is `null` when the team's backend
+    /// published without naming a sender.
     #[serde(rename = "message")]
     Message {
         group: String,
-        from: UserId,
+        from: Option<UserId>,
         data: Value,
+        seq: u64,
+        ts: i64,
     },
     /// The sender's acknowledgement of a `send`.
     #[serde(rename = "sent")]
     Sent {
         group: String,
         delivered: usize,
+        seq: u64,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none", default)]
         reference: Option<Value>,
     },
@@ -259,6 +338,40 @@ pub enum ServerMessage {
         region: RegionId,
         statuses: Vec<FacilityStatus>,
     },
+    /// Stored messages of a group, oldest first.
+    #[serde(rename = "history")]
+    History {
+        group: String,
+        messages: Vec<StoredMessage>,
+        /// `false` when retention already dropped some of the asked range.
+        complete: bool,
+        /// `true` when stored messages after the last one given exist: ask again with
+        /// `after` = its `seq`.
+        more: bool,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none", default)]
+        reference: Option<Value>,
+    },
+    /// Members of a group with at least one live connection, and how many.
+    #[serde(rename = "presence")]
+    Presence {
+        group: String,
+        members: Vec<PresentMember>,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none", default)]
+        reference: Option<Value>,
+    },
+    /// `auth` accepted: the connection's token now expires at `exp` (seconds).
+    #[serde(rename = "authed")]
+    Authed {
+        exp: i64,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none", default)]
+        reference: Option<Value>,
+    },
+    /// A member's first device connected (not a reconnect within the grace).
+    #[serde(rename = "member.online")]
+    MemberOnline { group: String, user: UserId },
+    /// A member's last device went and did not come back within the grace.
+    #[serde(rename = "member.offline")]
+    MemberOffline { group: String, user: UserId },
     #[serde(rename = "pong")]
     Pong {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none", default)]
@@ -352,6 +465,36 @@ mod tests {
                 .unwrap_err()
                 .code,
             "bad_request"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        for (frame, field) in [
+            (r#"{"action":"auth","token":7}"#, "token"),
+            (
+                r#"{"action":"history","group":"chat:x","after":-1}"#,
+                "after",
+            ),
+            (
+                r#"{"action":"history","group":"chat:x","limit":"ten"}"#,
+                "limit",
+            ),
+            (r#"{"action":"send","group":7,"data":1}"#, "group"),
+        ] {
+            let e = parse_frame(frame).unwrap_err();
+            assert_eq!(e.code, "bad_request");
+            assert!(e.message.contains(field), "{frame}: {}", e.message);
+        }
+        let (a, _) =
+            parse_frame(r#"{"action":"history","group":"chat:x","after":3,"limit":2}"#).unwrap();
+        assert_eq!(
+            a,
+            ClientAction::History {
+                group: Group::parse("chat:x").unwrap(),
+                after: Some(3),
+                limit: Some(2)
+            }
         );
     }
 

@@ -11,6 +11,10 @@
 //! - [`Hub`] (here): the service and its settings, built by [`setup`].
 //! - `lifecycle`: `$connect` and `$disconnect`, and the session a socket carries.
 //! - `actions`: `$default`, one client frame: parse, rate-limit, dispatch, reply.
+//! - `messaging`: stored messages (`seq`, `history`), presence in groups (`presence`,
+//!   `member.online`/`member.offline`), a token's lifetime on a live socket (`auth`).
+//! - `admin`: what the team's backend does through the admin API (publish, disconnect a
+//!   user, remove and ban members).
 //! - `fanout`: group resolution and posting at bounded concurrency (retries, 410s), and
 //!   ws-push's push-queue messages.
 //! - [`error`]: hub and action errors, mapped to frame codes and statuses in one place.
@@ -24,6 +28,7 @@
 //! - [`setup`]: configuration and ports, once per cold start (and for the local stack).
 
 mod actions;
+mod admin;
 pub mod cache;
 mod coalesce;
 pub mod error;
@@ -33,20 +38,23 @@ pub mod groups;
 pub mod lambda;
 mod lifecycle;
 pub mod messages;
+mod messaging;
 pub mod registry;
 pub mod setup;
 
 pub use error::{ActionError, HubError};
 pub use gateway::{ApiGatewayManagement, ConnectionGateway, PostError};
-pub use groups::{DefaultPolicy, GroupPolicy};
+pub use groups::{GroupPolicy, JoinPolicy};
 pub use lambda::{connection_id, route_response};
 pub use messages::{ClientAction, ServerMessage};
-pub use registry::{Connection, ConnectionRegistry, DynamoConnectionRegistry};
+pub use messaging::{MAX_DATA_BYTES, MAX_HISTORY_REPLY_BYTES};
+pub use registry::{Ban, Connection, ConnectionRegistry, DynamoConnectionRegistry};
 pub use setup::{HubConfig, HubPorts};
 
 pub use crate::protocol::Group;
 
 use crate::auth::Authenticator;
+use crate::messages::MessageStore;
 use crate::queue::PushPublisher;
 use crate::sessions::{RedisConnection, SessionStore};
 use std::sync::Arc;
@@ -109,6 +117,8 @@ pub struct Hub {
     policy: Arc<dyn GroupPolicy>,
     registry: Arc<dyn ConnectionRegistry>,
     gateway: Arc<dyn ConnectionGateway>,
+    /// Messages sent to groups, with their `seq` (history and recovery).
+    messages: Arc<dyn MessageStore>,
     store: SessionStore,
     publisher: Arc<dyn PushPublisher>,
     settings: HubSettings,
@@ -120,6 +130,8 @@ pub struct Hub {
     disconnect_grace_ms: i64,
     /// ws-push's status coalescing window (0: off).
     coalesce_window: Duration,
+    /// How long a socket whose token expired may still send `auth` before it is closed.
+    token_grace_ms: i64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -137,9 +149,10 @@ impl Hub {
     pub fn new(config: &HubConfig, redis: RedisConnection, ports: HubPorts) -> Self {
         let hub = Self {
             auth: config.auth.clone(),
-            policy: Arc::new(DefaultPolicy),
+            policy: Arc::new(config.join_policy),
             registry: ports.registry,
             gateway: ports.gateway,
+            messages: ports.messages,
             store: ports.sessions.store(redis, &config.sessions),
             publisher: ports.sessions.push,
             settings: HubSettings::default(),
@@ -149,6 +162,7 @@ impl Hub {
             disconnect_grace_ms: i64::try_from(config.sessions.disconnect_grace.as_millis())
                 .unwrap_or(i64::MAX),
             coalesce_window: config.coalesce_window,
+            token_grace_ms: i64::try_from(config.token_grace.as_millis()).unwrap_or(i64::MAX),
         };
         hub.with_settings(HubSettings::default())
     }

@@ -2,12 +2,14 @@
 //! functions share them; the local stack builds the same [`Hub`] from the same
 //! configuration with its stand-ins).
 
+use super::JoinPolicy;
 use super::{
     ApiGatewayManagement, ConnectionGateway, ConnectionRegistry, DynamoConnectionRegistry, Hub,
 };
 use crate::auth::Authenticator;
 use crate::aws::{SdkConfig, WarmUp};
 use crate::config::{AwsSettings, ConfigError, Env, RedisSettings, SessionSettings};
+use crate::messages::{DynamoMessageStore, MessageStore, Retention};
 use crate::sessions::RedisConnection;
 use crate::wiring::SessionPorts;
 use std::sync::Arc;
@@ -32,6 +34,15 @@ pub struct HubConfig {
     /// into one frame (`facility.statuses`), so a region-wide outage costs each socket a few
     /// frames, not hundreds.
     pub coalesce_window: std::time::Duration,
+    /// `MESSAGES_TABLE`: messages sent to groups, kept for history and recovery.
+    pub messages_table: String,
+    /// `MESSAGE_RETENTION_SECONDS` and `MESSAGE_RETENTION_COUNT`.
+    pub retention: Retention,
+    /// `JOIN_POLICY`: `open` (default) or `claim`.
+    pub join_policy: JoinPolicy,
+    /// `TOKEN_EXPIRY_GRACE_SECONDS` (default 60, 0..=3600): how long a socket whose token
+    /// expired may still send `auth` before it is closed.
+    pub token_grace: std::time::Duration,
 }
 
 impl HubConfig {
@@ -56,6 +67,19 @@ impl HubConfig {
                 }
                 std::time::Duration::from_millis(ms)
             },
+            messages_table: env.require("MESSAGES_TABLE")?,
+            retention: Retention::from_env(env)?,
+            join_policy: JoinPolicy::from_env(env)?,
+            token_grace: {
+                let s: u64 = env.parse_or("TOKEN_EXPIRY_GRACE_SECONDS", 60)?;
+                if s > 3600 {
+                    return Err(ConfigError::Malformed {
+                        name: "TOKEN_EXPIRY_GRACE_SECONDS",
+                        reason: format!("{s} is outside 0..=3600"),
+                    });
+                }
+                std::time::Duration::from_secs(s)
+            },
         })
     }
 }
@@ -67,6 +91,8 @@ pub struct HubPorts {
     pub registry: Arc<dyn ConnectionRegistry>,
     /// Posting to connections (the management API).
     pub gateway: Arc<dyn ConnectionGateway>,
+    /// Messages sent to groups (the messages table).
+    pub messages: Arc<dyn MessageStore>,
     /// The push queue and the partition ledger, for the sessions sockets carry.
     pub sessions: SessionPorts,
 }
@@ -88,6 +114,11 @@ impl HubPorts {
                 config.connections_table.clone(),
             )),
             gateway: Arc::new(ApiGatewayManagement::new(sdk, &config.websocket_endpoint)),
+            messages: Arc::new(DynamoMessageStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.messages_table.clone(),
+                config.retention,
+            )),
             sessions: SessionPorts::aws(sdk, &config.push_queue_url, &config.facilities_table),
         }
     }

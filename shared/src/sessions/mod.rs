@@ -5,6 +5,7 @@
 //! time in; scripts never read the clock.
 
 mod connection;
+mod members;
 #[cfg(any(test, feature = "testing"))]
 pub mod model;
 pub mod outbox;

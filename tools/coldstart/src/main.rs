@@ -342,6 +342,7 @@ fn function_env(function: &str, api_port: u16, redis_port: u16) -> Vec<(String, 
         ("PUSH_QUEUE_URL", format!("{api}/000000000000/push")),
         ("FACILITIES_TABLE", "facilities".into()),
         ("CONNECTIONS_TABLE", "connections".into()),
+        ("MESSAGES_TABLE", "messages".into()),
         ("WEBSOCKET_ENDPOINT", format!("{api}/live")),
     ];
     // As template.yaml configures them: the verifying functions read the secret from

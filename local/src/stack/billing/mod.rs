@@ -3,8 +3,8 @@
 //!
 //! - **API Gateway WebSocket**: messages both ways in 32 KB units and connection minutes, and
 //!   `@connections` calls, from the local API's own [`WebSocketMeter`].
-//! - **API Gateway HTTP**: one request per call of an HTTP API route (`POST /v1/heartbeats`;
-//!   not `/dev/*`, not the dashboard's files). HTTP APIs meter in 512 KB units; the bodies
+//! - **API Gateway HTTP**: one request per call of an HTTP API route (`POST /v1/heartbeats`,
+//!   the history read and admin routes; not `/dev/*`, not the dashboard's files). HTTP APIs meter in 512 KB units; the bodies
 //!   here are at most 1 KB, so a request is one.
 //! - **Lambda**: invocations per function, and GB-seconds: each invocation's wall time
 //!   rounded up to the next millisecond × its memory, [`LAMBDA_MEMORY_MB`] for every function
@@ -35,10 +35,12 @@
 //!   global secondary indexes, which DynamoDB bills on top of the table's, are not counted;
 //!   calls that fail with an error are not counted (DynamoDB does not bill throttled ones).
 
+mod messages;
 mod queue;
 mod size;
 mod tables;
 
+pub use messages::MeteredMessages;
 pub use queue::MeteredQueue;
 pub use tables::{MeteredFacilities, MeteredLedger, MeteredRegistry};
 
@@ -76,10 +78,11 @@ pub enum Function {
     WsMessage,
     WsPush,
     HistoryRead,
+    AdminApi,
 }
 
 impl Function {
-    pub const ALL: [Function; 9] = [
+    pub const ALL: [Function; 10] = [
         Function::HeartbeatIngest,
         Function::HeartbeatConsumer,
         Function::SessionExpiry,
@@ -89,6 +92,7 @@ impl Function {
         Function::WsMessage,
         Function::WsPush,
         Function::HistoryRead,
+        Function::AdminApi,
     ];
 
     /// The function's name (its directory under `functions/`).
@@ -103,6 +107,7 @@ impl Function {
             Function::WsMessage => "ws-message",
             Function::WsPush => "ws-push",
             Function::HistoryRead => "history-read",
+            Function::AdminApi => "admin-api",
         }
     }
 }
@@ -117,7 +122,7 @@ pub struct Billing {
     pub connection_minutes: f64,
     /// HTTP API requests.
     pub http_requests: u64,
-    /// Invocations per function name (all nine, zeros included).
+    /// Invocations per function name (all of them, zeros included).
     pub lambda_invocations: BTreeMap<String, u64>,
     /// Lambda compute: billed milliseconds × memory in GB, in GB-seconds.
     pub lambda_gb_seconds: f64,
@@ -168,7 +173,7 @@ impl Billing {
 #[derive(Debug, Default)]
 pub struct Meter {
     http_requests: AtomicU64,
-    invocations: [AtomicU64; 9],
+    invocations: [AtomicU64; Function::ALL.len()],
     /// Billed Lambda milliseconds (each invocation rounded up), all functions.
     lambda_ms: AtomicU64,
     sqs_requests: AtomicU64,
@@ -325,6 +330,7 @@ mod tests {
             session_id: None,
             connected_ms: 1_707_503_007_396,
             hidden: false,
+            grant: Default::default(),
         }
     }
 

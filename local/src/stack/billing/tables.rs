@@ -3,8 +3,9 @@
 use super::Meter;
 use super::size::{self, ConnectionItem};
 use async_trait::async_trait;
+use presence::auth::Grant;
 use presence::facilities::{FacilityError, FacilityStore, FlipKey, FlipPage};
-use presence::hub::registry::{Connection, ConnectionRegistry, RegistryError};
+use presence::hub::registry::{Ban, Connection, ConnectionRegistry, RegistryError, UserFootprint};
 use presence::ids::{FacilityId, RegionId, SessionId, UserId};
 use presence::ledger::{EpochStart, LedgerError, PartitionLedger};
 use presence::protocol::FacilityStatus;
@@ -188,6 +189,68 @@ impl ConnectionRegistry for MeteredRegistry {
             }
             .size(),
         );
+        Ok(out)
+    }
+
+    /// Conditional `UpdateItem` of the connection item.
+    async fn set_grant(&self, id: &str, grant: &Grant) -> Result<bool, RegistryError> {
+        let out = self.inner.set_grant(id, grant).await?;
+        let groups: usize = grant.groups.iter().map(|g| g.len() + 1).sum();
+        self.meter.write(
+            ConnectionItem {
+                id,
+                ..ConnectionItem::default()
+            }
+            .size()
+                + 30
+                + groups,
+        );
+        Ok(out)
+    }
+
+    /// `Query` on `by-user`: the user's connection and membership items.
+    async fn user_footprint(&self, user: &UserId) -> Result<UserFootprint, RegistryError> {
+        let out = self.inner.user_footprint(user).await?;
+        let connections = out.connections.iter().map(|id| {
+            ConnectionItem {
+                id,
+                user: Some(user.as_str()),
+                ..ConnectionItem::default()
+            }
+            .size()
+        });
+        let groups = out
+            .groups
+            .iter()
+            .map(|g| size::membership(user.as_str(), g));
+        self.meter.query(connections.chain(groups));
+        Ok(out)
+    }
+
+    /// `PutItem` of the ban item.
+    async fn ban(&self, group: &str, user: &UserId, ban: Ban) -> Result<(), RegistryError> {
+        self.inner.ban(group, user, ban).await?;
+        self.meter.write(size::membership(user.as_str(), group));
+        Ok(())
+    }
+
+    /// `DeleteItem` returning the old item.
+    async fn unban(&self, group: &str, user: &UserId, now_ms: i64) -> Result<bool, RegistryError> {
+        let out = self.inner.unban(group, user, now_ms).await?;
+        self.meter.write(size::membership(user.as_str(), group));
+        Ok(out)
+    }
+
+    /// `GetItem`, eventually consistent.
+    async fn ban_of(
+        &self,
+        group: &str,
+        user: &UserId,
+        now_ms: i64,
+    ) -> Result<Option<Ban>, RegistryError> {
+        let out = self.inner.ban_of(group, user, now_ms).await?;
+        self.meter
+            .get_item(out.map(|_| size::membership(user.as_str(), group)), false);
         Ok(out)
     }
 }

@@ -1,11 +1,15 @@
 //! The connections table in DynamoDB.
 
-use super::{CONNECTION_TTL_S, Connection, ConnectionRegistry, RegistryError};
+use super::{Ban, CONNECTION_TTL_S, Connection, ConnectionRegistry, RegistryError, UserFootprint};
+use crate::auth::Grant;
 use crate::dynamo::{Item, read_all, s, written};
 use crate::ids::{FacilityId, RegionId, SessionId, UserId};
 use crate::port::PortError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+#[path = "dynamo_bans.rs"]
+mod bans;
 
 /// The DynamoDB adapter.
 #[derive(Debug, Clone)]
@@ -20,6 +24,11 @@ where
     R: std::fmt::Debug,
 {
     PortError::from_sdk(e)
+}
+
+/// A `groups` claim as stored: a list of strings.
+fn groups_value(groups: &[String]) -> AttributeValue {
+    AttributeValue::L(groups.iter().map(|g| s(g.as_str())).collect())
 }
 
 fn text(item: &Item, k: &str) -> Result<String, RegistryError> {
@@ -58,6 +67,17 @@ impl DynamoConnectionRegistry {
                 .and_then(|v| v.as_bool().ok())
                 .copied()
                 .unwrap_or(false),
+            grant: Grant {
+                exp_s: item
+                    .get("token_exp")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok()),
+                groups: item
+                    .get("groups")
+                    .and_then(|v| v.as_l().ok())
+                    .map(|l| l.iter().filter_map(|g| g.as_s().ok().cloned()).collect())
+                    .unwrap_or_default(),
+            },
         })
     }
 
@@ -68,6 +88,7 @@ impl DynamoConnectionRegistry {
         attribute: &str,
         expression: &str,
         values: &[(&str, AttributeValue)],
+        second: Option<(&str, &str)>,
     ) -> Result<bool, RegistryError> {
         let mut update = self
             .client
@@ -79,6 +100,9 @@ impl DynamoConnectionRegistry {
             // `#a`: attribute names may be reserved words (HIDDEN is one).
             .expression_attribute_names("#a", attribute)
             .condition_expression("attribute_exists(pk)");
+        if let Some((placeholder, name)) = second {
+            update = update.expression_attribute_names(placeholder, name);
+        }
         for (k, v) in values {
             update = update.expression_attribute_values(*k, v.clone());
         }
@@ -163,6 +187,12 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
         if c.hidden {
             put = put.item("hidden", AttributeValue::Bool(true));
         }
+        if let Some(exp) = c.grant.exp_s {
+            put = put.item("token_exp", AttributeValue::N(exp.to_string()));
+        }
+        if !c.grant.groups.is_empty() {
+            put = put.item("groups", groups_value(&c.grant.groups));
+        }
         put.send().await.map(|_| ()).map_err(|e| describe(&e))
     }
 
@@ -245,7 +275,11 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
 
     async fn members(&self, group: &str) -> Result<Vec<UserId>, RegistryError> {
         let items = self
-            .query(None, "pk = :g", &[(":g", format!("GROUP#{group}"))])
+            .query(
+                None,
+                "pk = :g AND begins_with(sk, :u)",
+                &[(":g", format!("GROUP#{group}")), (":u", "USER#".into())],
+            )
             .await?;
         items
             .iter()
@@ -315,6 +349,7 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
             "session_id",
             "SET #a = :v",
             &[(":v", s(session.as_str()))],
+            None,
         )
         .await
     }
@@ -325,7 +360,59 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
             "hidden",
             "SET #a = :v",
             &[(":v", AttributeValue::Bool(hidden))],
+            None,
         )
         .await
+    }
+
+    async fn set_grant(&self, id: &str, grant: &Grant) -> Result<bool, RegistryError> {
+        let exp = grant.exp_s.map_or(AttributeValue::Null(true), |e| {
+            AttributeValue::N(e.to_string())
+        });
+        self.update_existing(
+            id,
+            "token_exp",
+            "SET #a = :e, #g = :g",
+            &[(":e", exp), (":g", groups_value(&grant.groups))],
+            Some(("#g", "groups")),
+        )
+        .await
+    }
+
+    async fn user_footprint(&self, user: &UserId) -> Result<UserFootprint, RegistryError> {
+        let items = self
+            .query(
+                Some("by-user"),
+                "user_pk = :u",
+                &[(":u", format!("USER#{user}"))],
+            )
+            .await?;
+        let mut footprint = UserFootprint::default();
+        for item in &items {
+            let sk = text(item, "user_sk")?;
+            if sk.starts_with("CONN#") {
+                footprint.connections.push(text(item, "conn_id")?);
+            } else if sk.starts_with("GROUP#") {
+                footprint.groups.push(text(item, "group_name")?);
+            }
+        }
+        Ok(footprint)
+    }
+
+    async fn ban(&self, group: &str, user: &UserId, ban: Ban) -> Result<(), RegistryError> {
+        self.put_ban(group, user, ban).await
+    }
+
+    async fn unban(&self, group: &str, user: &UserId, now_ms: i64) -> Result<bool, RegistryError> {
+        self.delete_ban(group, user, now_ms).await
+    }
+
+    async fn ban_of(
+        &self,
+        group: &str,
+        user: &UserId,
+        now_ms: i64,
+    ) -> Result<Option<Ban>, RegistryError> {
+        self.get_ban(group, user, now_ms).await
     }
 }

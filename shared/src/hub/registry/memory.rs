@@ -1,6 +1,7 @@
 //! The connection registry in memory, for the local stack and tests.
 
-use super::{Connection, ConnectionRegistry, RegistryError};
+use super::{Ban, Connection, ConnectionRegistry, RegistryError, UserFootprint};
+use crate::auth::Grant;
 use crate::ids::{FacilityId, RegionId, SessionId, UserId};
 use async_trait::async_trait;
 
@@ -15,6 +16,8 @@ struct MemoryRegistryState {
     connections: std::collections::BTreeMap<String, Connection>,
     /// group → users
     groups: std::collections::BTreeMap<String, std::collections::BTreeSet<UserId>>,
+    /// (group, user) → ban
+    bans: std::collections::BTreeMap<(String, UserId), Ban>,
 }
 
 impl MemoryConnectionRegistry {
@@ -161,6 +164,60 @@ impl ConnectionRegistry for MemoryConnectionRegistry {
                 true
             }
             None => false,
+        }))
+    }
+
+    async fn set_grant(&self, id: &str, grant: &Grant) -> Result<bool, RegistryError> {
+        Ok(self.with(|s| match s.connections.get_mut(id) {
+            Some(c) => {
+                c.grant = grant.clone();
+                true
+            }
+            None => false,
+        }))
+    }
+
+    async fn user_footprint(&self, user: &UserId) -> Result<UserFootprint, RegistryError> {
+        Ok(self.with(|s| UserFootprint {
+            connections: s
+                .connections
+                .values()
+                .filter(|c| c.user == *user)
+                .map(|c| c.id.clone())
+                .collect(),
+            groups: s
+                .groups
+                .iter()
+                .filter(|(_, users)| users.contains(user))
+                .map(|(g, _)| g.clone())
+                .collect(),
+        }))
+    }
+
+    async fn ban(&self, group: &str, user: &UserId, ban: Ban) -> Result<(), RegistryError> {
+        self.with(|s| s.bans.insert((group.to_owned(), user.clone()), ban));
+        Ok(())
+    }
+
+    async fn unban(&self, group: &str, user: &UserId, now_ms: i64) -> Result<bool, RegistryError> {
+        Ok(self.with(|s| {
+            s.bans
+                .remove(&(group.to_owned(), user.clone()))
+                .is_some_and(|b| b.in_force(now_ms))
+        }))
+    }
+
+    async fn ban_of(
+        &self,
+        group: &str,
+        user: &UserId,
+        now_ms: i64,
+    ) -> Result<Option<Ban>, RegistryError> {
+        Ok(self.with(|s| {
+            s.bans
+                .get(&(group.to_owned(), user.clone()))
+                .copied()
+                .filter(|b| b.in_force(now_ms))
         }))
     }
 }

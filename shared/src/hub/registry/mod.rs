@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | connection | `CONN#{id}` | `META` | `user_pk = USER#{user}`, `user_sk = CONN#{id}`; `facility_pk = FACILITY#{f}`; `region_pk = REGION#{r}`; `expires_at` TTL |
 //! | membership | `GROUP#{group}` | `USER#{user}` | `user_pk = USER#{user}`, `user_sk = GROUP#{group}` |
+//! | ban | `GROUP#{group}` | `BAN#{user}` | none; `until_ms` (absent: until lifted), `expires_at` TTL a minute after it ends |
 //!
 //! Indexes: `by-user` (`user_pk`, `user_sk`): a user's connections and groups; `by-facility`
 //! (`facility_pk`, `pk`) and `by-region` (`region_pk`, `pk`): the connections of the
@@ -22,6 +23,7 @@ mod memory;
 pub use dynamo::DynamoConnectionRegistry;
 pub use memory::MemoryConnectionRegistry;
 
+use crate::auth::Grant;
 use crate::ids::{FacilityId, RegionId, SessionId, UserId};
 use async_trait::async_trait;
 
@@ -42,6 +44,23 @@ pub struct Connection {
     /// The page said it is hidden (`visibility` frame): region status events skip it, except
     /// its own facility's.
     pub hidden: bool,
+    /// The token's expiry and granted groups (`auth` renews them).
+    pub grant: Grant,
+}
+
+/// A user's items in the registry: one Query of the `by-user` index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFootprint {
+    /// Connection ids.
+    pub connections: Vec<String>,
+    /// Free groups the user is a member of.
+    pub groups: Vec<String>,
+}
+
+/// A ban of a user from a free group: `until_ms` `None` lasts until lifted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ban {
+    pub until_ms: Option<i64>,
 }
 
 /// A registry failure (for logs): the port's cause.
@@ -85,4 +104,26 @@ pub trait ConnectionRegistry: Send + Sync {
     /// Records whether the connection's page is hidden; `false` when the connection is not
     /// registered (nothing is written).
     async fn set_hidden(&self, id: &str, hidden: bool) -> Result<bool, RegistryError>;
+    /// Records a renewed token's grant; `false` when the connection is not registered.
+    async fn set_grant(&self, id: &str, grant: &Grant) -> Result<bool, RegistryError>;
+    /// The user's connections and free groups, in one read.
+    async fn user_footprint(&self, user: &UserId) -> Result<UserFootprint, RegistryError>;
+    /// Bans `user` from `group` (replacing an earlier ban).
+    async fn ban(&self, group: &str, user: &UserId, ban: Ban) -> Result<(), RegistryError>;
+    /// Lifts a ban; returns whether there was one in force.
+    async fn unban(&self, group: &str, user: &UserId, now_ms: i64) -> Result<bool, RegistryError>;
+    /// The ban of `user` from `group` in force at `now_ms`, if any.
+    async fn ban_of(
+        &self,
+        group: &str,
+        user: &UserId,
+        now_ms: i64,
+    ) -> Result<Option<Ban>, RegistryError>;
+}
+
+impl Ban {
+    /// Whether the ban is in force at `now_ms`.
+    pub fn in_force(&self, now_ms: i64) -> bool {
+        self.until_ms.is_none_or(|until| now_ms < until)
+    }
 }

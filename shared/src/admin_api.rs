@@ -1,0 +1,829 @@
+//! The admin API (function admin-api): what the team's backend does over HTTP, under
+//! `/v1/admin/`, with IAM (SigV4) authorization: publish to a group or to a user, disconnect
+//! a user, remove, ban and unban members of a chat group, read a group's presence.
+//!
+//! A thin layer over the [`Hub`] the WebSocket functions use: the routes and their bodies
+//! are validated here (a 400 names the field, a body over [`MAX_BODY_BYTES`] is 413, unknown
+//! fields are refused), and the work is the hub's ([`Hub::publish`], [`Hub::disconnect_user`],
+//! [`Hub::remove_member`], [`Hub::ban_member`], [`Hub::unban_member`], [`Hub::presence`]).
+//! Nothing changes unless the whole request is valid.
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `POST /v1/admin/publish` | `{group, data, from?}` or `{user, data}` | `202 {seq}` |
+//! | `POST /v1/admin/users/{user}/disconnect` | none | `200 {connections}` |
+//! | `POST /v1/admin/groups/{group}/remove` | `{user}` | `200 {removed}` |
+//! | `POST /v1/admin/groups/{group}/ban` | `{user, seconds?}` | `200 {banned_until_ms}` |
+//! | `DELETE /v1/admin/groups/{group}/ban/{user}` | none | `200 {lifted}` |
+//! | `GET /v1/admin/groups/{group}/presence` | none | `200 {group, members}` |
+//!
+//! Path parameters are URL-encoded (`chat%3Aops`). Errors are `{"error": {"code", "message"}}`
+//! ([`ErrorBody`]): 400 `bad_request`, 401 `unauthorized`, 403 `forbidden`, 404 `not_found`,
+//! 405 `method_not_allowed`, 413 `body_too_large`, 503 `unavailable`.
+//!
+//! Authorization is API Gateway's (`AuthorizationType: AWS_IAM` on every route, so only a
+//! caller whose IAM policy allows `execute-api:Invoke` on the route gets through); the
+//! function also refuses a request whose context carries no IAM identity ([`iam_caller`]), so
+//! a route left without IAM authorization cannot open the API.
+
+use crate::hub::{ActionError, Hub, HubError, MAX_DATA_BYTES};
+use crate::ids::{IdError, UserId};
+use crate::protocol::{ErrorBody, Group};
+use aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+use serde_json::{Map, Value, json};
+
+/// The largest request body (413 above it).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Every route's path starts with this.
+pub const PATH_PREFIX: &str = "/v1/admin/";
+
+/// Why a request was refused. `Display` is the message the caller reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// No IAM identity in the request context.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The path is a route's, the method is not: `allow` is the route's method.
+    #[error("{message}")]
+    MethodNotAllowed {
+        message: String,
+        allow: &'static str,
+    },
+    #[error("body is {0} bytes; the limit is {MAX_BODY_BYTES}")]
+    TooLarge(usize),
+    #[error("{0}")]
+    RateLimited(String),
+    /// A backend failed; the detail is logged, never sent.
+    #[error("{}", crate::hub::error::UNAVAILABLE)]
+    Unavailable,
+}
+
+impl AdminError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Unauthorized(_) => 401,
+            Self::BadRequest(_) => 400,
+            Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::TooLarge(_) => 413,
+            Self::RateLimited(_) => 429,
+            Self::Unavailable => 503,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::BadRequest(_) => "bad_request",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::TooLarge(_) => "body_too_large",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    /// Seconds to wait before retrying, where that applies.
+    pub fn retry_after_s(&self) -> Option<u32> {
+        matches!(self, Self::Unavailable).then_some(5)
+    }
+
+    /// The JSON error body; no internal detail.
+    pub fn body(&self) -> String {
+        ErrorBody::new(self.code(), self.to_string()).to_json()
+    }
+}
+
+impl From<ActionError> for AdminError {
+    fn from(e: ActionError) -> Self {
+        match e {
+            ActionError::BadRequest(m) => Self::BadRequest(m),
+            ActionError::NotMember(m) => Self::NotFound(m),
+            ActionError::RateLimited(m) => Self::RateLimited(m),
+            ActionError::Forbidden(m)
+            | ActionError::Banned(m)
+            | ActionError::TokenExpired(m)
+            | ActionError::Unauthorized(m) => Self::Forbidden(m),
+            // Logged where it happened (ActionError::backend).
+            ActionError::Unavailable => Self::Unavailable,
+        }
+    }
+}
+
+impl From<HubError> for AdminError {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::BadRequest(m) => Self::BadRequest(m),
+            HubError::Unauthorized(e) => Self::Forbidden(e.to_string()),
+            HubError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "backend failure in an admin request");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+fn bad(message: impl Into<String>) -> AdminError {
+    AdminError::BadRequest(message.into())
+}
+
+/// A caller's value, shortened for an error message.
+fn shown(v: &str) -> String {
+    let mut s: String = v.chars().take(40).collect();
+    if s.len() < v.len() {
+        s.push('…');
+    }
+    format!("{s:?}")
+}
+
+/// A route and its path parameters by name, as sent.
+pub type Matched<'a> = (Route, Vec<(&'static str, &'a str)>);
+
+/// The six routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Publish,
+    Disconnect,
+    Remove,
+    Ban,
+    Unban,
+    Presence,
+}
+
+impl Route {
+    pub const ALL: [Route; 6] = [
+        Route::Publish,
+        Route::Disconnect,
+        Route::Remove,
+        Route::Ban,
+        Route::Unban,
+        Route::Presence,
+    ];
+
+    pub fn method(self) -> &'static str {
+        match self {
+            Self::Publish | Self::Disconnect | Self::Remove | Self::Ban => "POST",
+            Self::Unban => "DELETE",
+            Self::Presence => "GET",
+        }
+    }
+
+    /// The path as API Gateway's route declares it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Publish => "/v1/admin/publish",
+            Self::Disconnect => "/v1/admin/users/{user}/disconnect",
+            Self::Remove => "/v1/admin/groups/{group}/remove",
+            Self::Ban => "/v1/admin/groups/{group}/ban",
+            Self::Unban => "/v1/admin/groups/{group}/ban/{user}",
+            Self::Presence => "/v1/admin/groups/{group}/presence",
+        }
+    }
+
+    /// API Gateway's route key, `POST /v1/admin/publish`.
+    pub fn key(self) -> String {
+        format!("{} {}", self.method(), self.path())
+    }
+
+    /// The route whose path `path` fits (whatever the method), with its path parameters by
+    /// name, as sent (still URL-encoded, if they were). `None`: no route has this path.
+    pub fn of_path(path: &str) -> Option<Matched<'_>> {
+        let rest = path.strip_prefix(PATH_PREFIX)?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        let param = |s: &str| !s.is_empty();
+        Some(match segments.as_slice() {
+            ["publish"] => (Self::Publish, vec![]),
+            ["users", u, "disconnect"] if param(u) => (Self::Disconnect, vec![("user", *u)]),
+            ["groups", g, "remove"] if param(g) => (Self::Remove, vec![("group", *g)]),
+            ["groups", g, "ban"] if param(g) => (Self::Ban, vec![("group", *g)]),
+            ["groups", g, "ban", u] if param(g) && param(u) => {
+                (Self::Unban, vec![("group", *g), ("user", *u)])
+            }
+            ["groups", g, "presence"] if param(g) => (Self::Presence, vec![("group", *g)]),
+            _ => return None,
+        })
+    }
+
+    /// The route a request of `method` to `path` is for: 404 when no route has the path,
+    /// 405 when the method is not the route's.
+    pub fn of<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, AdminError> {
+        let Some((route, params)) = Self::of_path(path) else {
+            return Err(AdminError::NotFound(format!(
+                "no admin route {method} {}; the routes are {}",
+                shown(path),
+                Self::ALL.map(Route::key).join(", ")
+            )));
+        };
+        if !method.eq_ignore_ascii_case(route.method()) {
+            return Err(AdminError::MethodNotAllowed {
+                message: format!("{} takes {}, not {method}", route.path(), route.method()),
+                allow: route.method(),
+            });
+        }
+        Ok((route, params))
+    }
+}
+
+/// A validated admin request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// `POST /v1/admin/publish`: to a group (`{group, data, from?}`), or to a user's devices
+    /// (`{user, data}`, stored in `user:{user}`).
+    Publish {
+        group: Group,
+        from: Option<UserId>,
+        data: Value,
+    },
+    Disconnect {
+        user: UserId,
+    },
+    Remove {
+        group: Group,
+        user: UserId,
+    },
+    Ban {
+        group: Group,
+        user: UserId,
+        seconds: Option<u64>,
+    },
+    Unban {
+        group: Group,
+        user: UserId,
+    },
+    Presence {
+        group: Group,
+    },
+}
+
+/// Decodes a URL-encoded path segment (`chat%3Aops`); one already decoded (API Gateway's HTTP
+/// APIs pass the path decoded) is unchanged, as no identifier contains `%`.
+fn percent_decode(name: &str, s: &str) -> Result<String, AdminError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{name} in the path: bad percent-escape in {}",
+                        shown(s)
+                    ))
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad(format!("{name} in the path is not UTF-8")))
+}
+
+/// A path parameter as API Gateway passes it in `pathParameters`: URL-decoded (`None` when it
+/// does not decode).
+pub fn decode_path_parameter(raw: &str) -> Option<String> {
+    percent_decode("parameter", raw).ok()
+}
+
+fn user_error(field: &str, raw: &str, e: &IdError) -> AdminError {
+    bad(format!(
+        "{field} must be 1-{} characters of {}, got {}",
+        e.max,
+        e.allowed,
+        shown(raw)
+    ))
+}
+
+fn parse_user(field: &str, raw: &str) -> Result<UserId, AdminError> {
+    UserId::parse(raw).map_err(|e| user_error(field, raw, &e))
+}
+
+fn parse_group(field: &str, raw: &str) -> Result<Group, AdminError> {
+    Group::parse(raw).map_err(|e| bad(format!("{field} {}: {e}", shown(raw))))
+}
+
+/// A group members are removed from or banned from: a chat group (the automatic ones follow
+/// identity and have no members to remove).
+fn chat_group(raw: &str) -> Result<Group, AdminError> {
+    let group = parse_group("group", raw)?;
+    if group.is_automatic() {
+        return Err(bad(format!(
+            "group {}: user:, facility: and region: groups follow identity; only chat groups \
+             have members to remove or ban",
+            shown(raw)
+        )));
+    }
+    Ok(group)
+}
+
+/// The body as a JSON object with only the `allowed` fields (`expected` describes it).
+fn object(body: &[u8], allowed: &[&str], expected: &str) -> Result<Map<String, Value>, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad(format!("body is empty; expected JSON {expected}")));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("body is not valid JSON ({e}); expected {expected}")))?;
+    let Value::Object(map) = value else {
+        return Err(bad(format!("body must be a JSON object {expected}")));
+    };
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "unknown field {}; this route takes {}",
+            shown(k),
+            allowed.join(", ")
+        )));
+    }
+    Ok(map)
+}
+
+/// A route without a body: nothing, or an empty JSON object.
+fn no_body(body: &[u8]) -> Result<(), AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) if m.is_empty() => Ok(()),
+        _ => Err(bad("this route takes no body")),
+    }
+}
+
+/// A string field (`None` when absent; `null` counts as absent only where `nullable`).
+fn string<'a>(
+    map: &'a Map<String, Value>,
+    name: &str,
+    nullable: bool,
+) -> Result<Option<&'a str>, AdminError> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(Value::Null) if nullable => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(bad(format!("{name} must be a string, not {other}"))),
+    }
+}
+
+fn required_user(map: &Map<String, Value>) -> Result<UserId, AdminError> {
+    let raw = string(map, "user", false)?.ok_or_else(|| bad("user is required"))?;
+    parse_user("user", raw)
+}
+
+impl Request {
+    /// Validates a request of `method` to `path` (its path as API Gateway passes it, without
+    /// the stage) with `body`.
+    pub fn parse(method: &str, path: &str, body: &[u8]) -> Result<Self, AdminError> {
+        let (route, params) = Route::of(method, path)?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(AdminError::TooLarge(body.len()));
+        }
+        let param = |name: &str| -> Result<String, AdminError> {
+            let raw = params
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .unwrap_or_default();
+            percent_decode(name, raw)
+        };
+        Ok(match route {
+            Route::Publish => {
+                let expected = "{\"group\": ..., \"data\": ..., \"from\"?: ...} or {\"user\": ..., \"data\": ...}";
+                let map = object(body, &["group", "user", "data", "from"], expected)?;
+                let data = map.get("data").cloned().ok_or_else(|| {
+                    bad(format!(
+                        "data is required (any JSON value); expected {expected}"
+                    ))
+                })?;
+                let size = data.to_string().len();
+                if size > MAX_DATA_BYTES {
+                    return Err(bad(format!(
+                        "data is {size} bytes as JSON; the limit is {MAX_DATA_BYTES}"
+                    )));
+                }
+                let from = string(&map, "from", true)?;
+                match (string(&map, "group", false)?, string(&map, "user", false)?) {
+                    (Some(_), Some(_)) => {
+                        return Err(bad("give either group or user, not both"));
+                    }
+                    (None, None) => {
+                        return Err(bad(format!(
+                            "group or user is required; expected {expected}"
+                        )));
+                    }
+                    (Some(group), None) => Request::Publish {
+                        group: parse_group("group", group)?,
+                        from: from.map(|f| parse_user("from", f)).transpose()?,
+                        data,
+                    },
+                    (None, Some(user)) => {
+                        if from.is_some() {
+                            return Err(bad(
+                                "from is taken with group only: a message to a user comes from \
+                                 the backend (from null)",
+                            ));
+                        }
+                        Request::Publish {
+                            group: Group::User(parse_user("user", user)?),
+                            from: None,
+                            data,
+                        }
+                    }
+                }
+            }
+            Route::Disconnect => {
+                let user = parse_user("user", &param("user")?)?;
+                no_body(body)?;
+                Request::Disconnect { user }
+            }
+            Route::Remove => {
+                let group = chat_group(&param("group")?)?;
+                let map = object(body, &["user"], "{\"user\": ...}")?;
+                Request::Remove {
+                    group,
+                    user: required_user(&map)?,
+                }
+            }
+            Route::Ban => {
+                let group = chat_group(&param("group")?)?;
+                let map = object(
+                    body,
+                    &["user", "seconds"],
+                    "{\"user\": ..., \"seconds\"?: ...}",
+                )?;
+                let user = required_user(&map)?;
+                // The hub bounds it (1..=MAX_BAN_SECONDS) before it changes anything.
+                let seconds = match map.get("seconds") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().ok_or_else(|| {
+                        bad(format!(
+                            "seconds must be a whole number of seconds, or absent for a ban \
+                             until lifted; got {v}"
+                        ))
+                    })?),
+                };
+                Request::Ban {
+                    group,
+                    user,
+                    seconds,
+                }
+            }
+            Route::Unban => {
+                let group = chat_group(&param("group")?)?;
+                let user = parse_user("user", &param("user")?)?;
+                no_body(body)?;
+                Request::Unban { group, user }
+            }
+            Route::Presence => {
+                let group = parse_group("group", &param("group")?)?;
+                no_body(body)?;
+                Request::Presence { group }
+            }
+        })
+    }
+}
+
+/// The IAM caller of a request API Gateway authorized with `AWS_IAM`
+/// (`requestContext.authorizer.iam`): its ARN, else its caller id or access key. `None` when
+/// the request carries no IAM identity (the route is not IAM-authorized).
+pub fn iam_caller(ctx: &ApiGatewayV2httpRequestContext) -> Option<String> {
+    let iam = ctx.authorizer.as_ref()?.iam.as_ref()?;
+    [&iam.user_arn, &iam.caller_id, &iam.access_key]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.is_empty())
+        .cloned()
+}
+
+/// What a request without an IAM identity is told.
+pub const NO_IAM_IDENTITY: &str = "the admin API takes requests signed with AWS credentials (SigV4) \
+    through routes with IAM authorization; this request carries no IAM identity";
+
+/// The admin service: the hub the WebSocket functions share, driven by the team's backend.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    hub: Hub,
+}
+
+impl AdminApi {
+    pub fn new(hub: Hub) -> Self {
+        Self { hub }
+    }
+
+    /// Validates and serves one request: the status and JSON body of the answer.
+    pub async fn answer(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<(u16, Value), AdminError> {
+        let request = Request::parse(method, path, body)?;
+        self.serve(request, now_ms).await
+    }
+
+    /// Serves a validated request.
+    pub async fn serve(&self, request: Request, now_ms: i64) -> Result<(u16, Value), AdminError> {
+        let hub: &Hub = &self.hub;
+        Ok(match request {
+            Request::Publish { group, from, data } => {
+                let (stored, delivered) = hub
+                    .publish(&group, from.as_ref(), data, None, now_ms)
+                    .await?;
+                tracing::info!(
+                    group = %group, seq = stored.seq, delivered = delivered.delivered,
+                    gone = delivered.gone.len(), failed = delivered.failed.len(),
+                    "admin publish"
+                );
+                (202, json!({ "seq": stored.seq }))
+            }
+            Request::Disconnect { user } => {
+                let connections = hub.disconnect_user(&user, now_ms).await?;
+                tracing::info!(user = %user, connections, "admin disconnect");
+                (200, json!({ "connections": connections }))
+            }
+            Request::Remove { group, user } => {
+                let removed = hub.remove_member(&group, &user, now_ms).await?;
+                tracing::info!(group = %group, user = %user, removed, "admin remove");
+                (200, json!({ "removed": removed }))
+            }
+            Request::Ban {
+                group,
+                user,
+                seconds,
+            } => {
+                let until = hub.ban_member(&group, &user, seconds, now_ms).await?;
+                tracing::info!(group = %group, user = %user, until_ms = ?until, "admin ban");
+                (200, json!({ "banned_until_ms": until }))
+            }
+            Request::Unban { group, user } => {
+                let lifted = hub.unban_member(&group, &user, now_ms).await?;
+                tracing::info!(group = %group, user = %user, lifted, "admin unban");
+                (200, json!({ "lifted": lifted }))
+            }
+            Request::Presence { group } => {
+                let members = hub.presence(&group).await?;
+                (200, json!({ "group": group, "members": members }))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(method: &str, path: &str, body: &str) -> Result<Request, AdminError> {
+        Request::parse(method, path, body.as_bytes())
+    }
+
+    fn bad_message(method: &str, path: &str, body: &str) -> String {
+        match parse(method, path, body) {
+            Err(AdminError::BadRequest(m)) => m,
+            other => panic!("{method} {path} {body}: expected 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_route_parses() {
+        let user = |u: &str| UserId::parse(u).unwrap();
+        let group = |g: &str| Group::parse(g).unwrap();
+        assert_eq!(
+            parse(
+                "POST",
+                "/v1/admin/publish",
+                r#"{"group":"chat:ops","data":{"a":1},"from":"ann"}"#
+            )
+            .unwrap(),
+            Request::Publish {
+                group: group("chat:ops"),
+                from: Some(user("ann")),
+                data: json!({"a": 1})
+            }
+        );
+        assert_eq!(
+            parse("POST", "/v1/admin/publish", r#"{"user":"ann","data":null}"#).unwrap(),
+            Request::Publish {
+                group: group("user:ann"),
+                from: None,
+                data: Value::Null
+            }
+        );
+        assert_eq!(
+            parse("POST", "/v1/admin/users/ann/disconnect", "").unwrap(),
+            Request::Disconnect { user: user("ann") }
+        );
+        assert_eq!(
+            parse(
+                "POST",
+                "/v1/admin/groups/chat%3Aops/remove",
+                r#"{"user":"ann"}"#
+            )
+            .unwrap(),
+            Request::Remove {
+                group: group("chat:ops"),
+                user: user("ann")
+            }
+        );
+        // Already decoded, as API Gateway's HTTP APIs pass the path.
+        assert_eq!(
+            parse(
+                "POST",
+                "/v1/admin/groups/chat:ops/ban",
+                r#"{"user":"ann","seconds":60}"#
+            )
+            .unwrap(),
+            Request::Ban {
+                group: group("chat:ops"),
+                user: user("ann"),
+                seconds: Some(60)
+            }
+        );
+        assert_eq!(
+            parse("DELETE", "/v1/admin/groups/chat%3aops/ban/ann", "").unwrap(),
+            Request::Unban {
+                group: group("chat:ops"),
+                user: user("ann")
+            }
+        );
+        assert_eq!(
+            parse("GET", "/v1/admin/groups/facility%3Aicu/presence", "").unwrap(),
+            Request::Presence {
+                group: group("facility:icu")
+            }
+        );
+        for r in Route::ALL {
+            assert!(r.key().starts_with(r.method()));
+        }
+    }
+
+    #[test]
+    fn unknown_routes_and_methods() {
+        for path in [
+            "/v1/admin/",
+            "/v1/admin/nope",
+            "/v1/admin/publish/",
+            "/v1/admin/groups//remove",
+            "/v1/admin/groups/chat:ops/ban/",
+            "/v1/other",
+        ] {
+            let e = parse("POST", path, "{}").unwrap_err();
+            assert_eq!((e.status(), e.code()), (404, "not_found"), "{path}");
+        }
+        let e = parse("GET", "/v1/admin/publish", "").unwrap_err();
+        assert_eq!((e.status(), e.code()), (405, "method_not_allowed"));
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let p = "/v1/admin/publish";
+        for (body, field) in [
+            ("", "empty"),
+            ("{", "valid JSON"),
+            ("[1]", "JSON object"),
+            (r#"{"group":"chat:ops"}"#, "data"),
+            (r#"{"data":1}"#, "group or user"),
+            (r#"{"group":"chat:ops","user":"ann","data":1}"#, "either"),
+            (r#"{"group":"lobby","data":1}"#, "group"),
+            (r#"{"group":"chat:a b","data":1}"#, "group"),
+            (r#"{"group":7,"data":1}"#, "group must be a string"),
+            (r#"{"user":"a/b","data":1}"#, "user"),
+            (r#"{"user":"ann","from":"bob","data":1}"#, "from"),
+            (r#"{"group":"chat:ops","from":"a b","data":1}"#, "from"),
+            (
+                r#"{"group":"chat:ops","data":1,"extra":true}"#,
+                "unknown field \"extra\"",
+            ),
+        ] {
+            let m = bad_message("POST", p, body);
+            assert!(m.contains(field), "{body}: {m}");
+        }
+        let big = format!(
+            r#"{{"group":"chat:ops","data":"{}"}}"#,
+            "x".repeat(MAX_DATA_BYTES)
+        );
+        assert!(bad_message("POST", p, &big).contains("data is"));
+        let huge = format!(
+            r#"{{"group":"chat:ops","data":"{}"}}"#,
+            "x".repeat(MAX_BODY_BYTES)
+        );
+        assert_eq!(parse("POST", p, &huge).unwrap_err().status(), 413);
+
+        for (path, body, field) in [
+            (
+                "/v1/admin/groups/user%3Aann/remove",
+                r#"{"user":"ann"}"#,
+                "follow identity",
+            ),
+            (
+                "/v1/admin/groups/region:north/ban",
+                r#"{"user":"ann"}"#,
+                "follow identity",
+            ),
+            ("/v1/admin/groups/nope/remove", r#"{"user":"ann"}"#, "group"),
+            (
+                "/v1/admin/groups/chat%ZZ/remove",
+                r#"{"user":"ann"}"#,
+                "percent-escape",
+            ),
+            (
+                "/v1/admin/groups/chat:ops/remove",
+                r#"{}"#,
+                "user is required",
+            ),
+            (
+                "/v1/admin/groups/chat:ops/remove",
+                r#"{"user":"ann","x":1}"#,
+                "unknown field",
+            ),
+            (
+                "/v1/admin/groups/chat:ops/ban",
+                r#"{"user":"ann","seconds":-1}"#,
+                "seconds",
+            ),
+            (
+                "/v1/admin/groups/chat:ops/ban",
+                r#"{"user":"ann","seconds":1.5}"#,
+                "seconds",
+            ),
+            (
+                "/v1/admin/groups/chat:ops/ban",
+                r#"{"user":"ann","seconds":"9"}"#,
+                "seconds",
+            ),
+            ("/v1/admin/users/a%20b/disconnect", "", "user"),
+            ("/v1/admin/users/ann/disconnect", r#"{"x":1}"#, "no body"),
+        ] {
+            let m = bad_message("POST", path, body);
+            assert!(m.contains(field), "{path} {body}: {m}");
+        }
+        let m = bad_message("DELETE", "/v1/admin/groups/facility:icu/ban/ann", "");
+        assert!(m.contains("follow identity"), "{m}");
+        assert_eq!(
+            parse(
+                "POST",
+                "/v1/admin/groups/chat:ops/ban",
+                r#"{"user":"ann","seconds":null}"#
+            )
+            .unwrap(),
+            Request::Ban {
+                group: Group::parse("chat:ops").unwrap(),
+                user: UserId::parse("ann").unwrap(),
+                seconds: None
+            }
+        );
+    }
+
+    #[test]
+    fn errors_map_to_statuses_without_backend_details() {
+        let e = AdminError::from(ActionError::Unavailable);
+        assert_eq!((e.status(), e.code()), (503, "unavailable"));
+        let e = AdminError::from(HubError::Unavailable("AccessDenied arn:...".into()));
+        assert!(!e.body().contains("arn"), "{}", e.body());
+        assert_eq!(
+            AdminError::from(ActionError::NotMember("x".into())).status(),
+            404
+        );
+        assert_eq!(
+            AdminError::from(ActionError::Forbidden("x".into())).status(),
+            403
+        );
+        assert_eq!(AdminError::TooLarge(70_000).code(), "body_too_large");
+    }
+
+    #[test]
+    fn the_caller_is_the_iam_identity() {
+        let ctx = |authorizer: Value| -> ApiGatewayV2httpRequestContext {
+            serde_json::from_value(json!({
+                "http": {"method": "GET", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4"},
+                "authorizer": authorizer
+            }))
+            .unwrap()
+        };
+        let signed = ctx(json!({"iam": {
+            "accessKey": "AKIA", "accountId": "123456789012", "callerId": "AIDA",
+            "userArn": "arn:aws:iam::123456789012:user/backend", "userId": "AIDA"
+        }}));
+        assert_eq!(
+            iam_caller(&signed).as_deref(),
+            Some("arn:aws:iam::123456789012:user/backend")
+        );
+        assert_eq!(
+            iam_caller(&ctx(
+                json!({"jwt": {"claims": {"sub": "x"}, "scopes": null}})
+            )),
+            None
+        );
+        assert_eq!(iam_caller(&ctx(Value::Null)), None);
+        assert_eq!(iam_caller(&ctx(json!({"iam": {}}))), None);
+    }
+}
