@@ -35,9 +35,11 @@ if [ ! -x "$VENV/bin/sam" ] || [ ! -x "$VENV/bin/cfn-lint" ]; then
 fi
 export PATH="$VENV/bin:$PATH"
 
-# npm: playwright-core drives Debian's Chromium (it never downloads a browser of its own).
-if [ ! -d tests/e2e/node_modules/playwright-core ]; then
-  echo "installing playwright-core"
+# npm: playwright-core drives Debian's Chromium (it never downloads a browser of its own);
+# axe-core checks accessibility, ajv and yaml the API descriptions. `npm ls` fails when
+# anything package-lock.json names is missing, so a checkout that is behind installs again.
+if ! (cd tests/e2e && npm ls --silent >/dev/null 2>&1); then
+  echo "installing the end-to-end tests' npm packages"
   (cd tests/e2e && npm ci --no-audit --no-fund --silent)
 fi
 
@@ -63,6 +65,10 @@ scripts/readme-check.sh 2>&1 | tee -a "$log"
 cargo build --quiet -p presence-local
 export PRESENCE_LOCAL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/presence-local"
 node --test web/test/ 2>&1 | tee -a "$log"
+# The client's TypeScript declarations, checked by the TypeScript compiler.
+(cd web && { npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --silent; } &&
+  npx --no-install tsc --noEmit -p tsconfig.json) 2>&1 | tee -a "$log"
+echo "# pass 1 (the client's TypeScript declarations typecheck)" | tee -a "$log"
 (cd tests/e2e && node --test --test-concurrency=1 .) 2>&1 | tee -a "$log"
 
 # One closing line for the whole run (cargo prints one per test binary, the last often empty).

@@ -67,6 +67,17 @@ const LEASE_RENEW_MS = 1_500; // ...and renewal period
 const LEASE_SETTLE_MS = 50; // wait before trusting a lease we just wrote
 const STOP_WAIT_MS = 3_000; // stop() waits at most this long for the network
 
+// Message history (recovery after a reconnect) and token refresh.
+/** Messages asked per `history` page while recovering after a reconnect (the server allows 1..500). */
+export const HISTORY_PAGE_LIMIT = 200;
+const SEEN_LIMIT = 1_000; // seqs above a group's watermark remembered for dedupe (out-of-order arrivals)
+/** A token is refreshed this long before its `exp` at the latest... */
+export const TOKEN_REFRESH_BEFORE_MS = 60_000;
+/** ...or once this share of its remaining life has passed, whichever is sooner. */
+export const TOKEN_REFRESH_SHARE = 0.8;
+const TOKEN_MIN_GAP_MS = 30_000; // at least this long between scheduled refreshes (skewed clocks, short tokens)
+const MAX_TIMER_MS = 2 ** 31 - 1; // longer setTimeout delays fire at once
+
 const SESSION_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const CHAT_GROUP_RE = /^chat:[A-Za-z0-9_.-]{1,64}$/;
 
@@ -280,6 +291,53 @@ export function withQuery(url, key, value) {
   return `${url}${sep}${encodeURIComponent(key)}=${encodeURIComponent(value)}`;
 }
 
+/**
+ * The payload of a JWT (its middle part, base64url JSON), decoded without any verification.
+ * @param {string} token
+ * @returns {object|null} null when the token is not a JWT or its payload is not a JSON object
+ */
+export function decodeJwtPayload(token) {
+  if (typeof token !== 'string') return null;
+  const parts = token.split('.');
+  if (parts.length !== 3 || !parts[1]) return null;
+  try {
+    let b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    b64 += '='.repeat((4 - (b64.length % 4)) % 4);
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const payload = JSON.parse(new TextDecoder().decode(bytes));
+    return payload && typeof payload === 'object' && !Array.isArray(payload) ? payload : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A JWT's `exp` claim (seconds since the epoch), read without verification.
+ * @param {string} token
+ * @returns {number|null} null when absent or not a number
+ */
+export function tokenExpiry(token) {
+  const exp = decodeJwtPayload(token)?.exp;
+  return typeof exp === 'number' && Number.isFinite(exp) ? exp : null;
+}
+
+/**
+ * How long to wait before refreshing a token that expires at `expS`: until
+ * `TOKEN_REFRESH_BEFORE_MS` (60 s) before the expiry, or until `TOKEN_REFRESH_SHARE` (80 %) of
+ * the life it had at `sinceMs` (when it was received) has passed, whichever is sooner; 0 when
+ * that moment is past.
+ * @param {number} expS the token's `exp`, seconds since the epoch
+ * @param {number} [nowMs]
+ * @param {number} [sinceMs] when the token was received (default: now)
+ * @returns {number} milliseconds, whole, >= 0
+ */
+export function tokenRefreshDelay(expS, nowMs = Date.now(), sinceMs = nowMs) {
+  const expMs = expS * 1000;
+  const at = Math.min(expMs - TOKEN_REFRESH_BEFORE_MS, sinceMs + (expMs - sinceMs) * TOKEN_REFRESH_SHARE);
+  const delay = at - nowMs;
+  return Number.isFinite(delay) && delay > 0 ? Math.floor(delay) : 0;
+}
+
 /** localStorage, or null where it is missing or throws (disabled storage, opaque origins). */
 function safeLocalStorage() {
   try {
@@ -290,6 +348,16 @@ function safeLocalStorage() {
   } catch {
     return null;
   }
+}
+
+/**
+ * Moves a group's watermark over the seqs seen right above it. Too many seqs held above a gap
+ * (one that never filled): the gap is given up.
+ * @param {{last: number, seen: Set<number>}} state
+ */
+function advanceWatermark(state) {
+  if (state.seen.size > SEEN_LIMIT) state.last = Math.min(...state.seen) - 1;
+  while (state.seen.delete(state.last + 1)) state.last += 1;
 }
 
 /** Resolves with `promise`'s outcome or after `ms`, whichever comes first; never rejects. */
@@ -431,9 +499,20 @@ class Ticker {
  *                   applied (with `resync`: every entry that changed, facilities no longer
  *                   known included, now offline); snapshot entries do not fire `status`, read
  *                   them from `applied`/`board`
- * - `message`       `{group, from, data}`
+ * - `message`       `{group, from, data, seq, ts, recovered?}` — each `seq` of a group once
+ *                   (`from` is null for a message the team's backend published); live ones as
+ *                   they arrive, and after a reconnect the ones missed meanwhile (`recovered:
+ *                   true`), oldest first, before the live ones that came during the recovery
+ * - `recovered`     `{group, count, complete, after, last_seq}` — the recovery of a group after a
+ *                   reconnect ended: `count` messages delivered, `complete: false` when the
+ *                   server's retention had already dropped some of them
  * - `joined`/`left` `{group, ref?}` — for this user, whichever device asked
- * - `member.joined`/`member.left` `{group, user}` — other users
+ * - `member.joined`/`member.left` `{group, user}` — other users joined or left the group
+ * - `member.online`/`member.offline` `{group, user}` — another member's first device connected,
+ *                   or their last one went away (after the server's grace)
+ * - `token`         `{exp}` — a fresh token from `getToken` (or `setToken`) is in use; `exp` is
+ *                   its expiry (seconds since the epoch, null if it has none)
+ * - `authed`        `{exp}` — the open connection accepted the fresh token (`authed` reply)
  * - `connection`    `{state: "connecting"|"open"|"closed", attempt, code?, reason?, retry_in_ms?}`
  * - `leader`        `{leader: boolean}` — whether this tab sends the heartbeats
  * - `heartbeat`     `{interval_s, via: "socket"|"http", timer: "worker"|"page"|null}` — a
@@ -450,6 +529,7 @@ class Ticker {
  * client.start();
  * await client.join('chat:trondelag-lobby');
  * await client.send('chat:trondelag-lobby', { text: 'hello' });
+ * const { messages } = await client.history('chat:trondelag-lobby', { limit: 50 });
  * await client.stop();
  */
 export class PresenceClient extends EventTarget {
@@ -490,6 +570,24 @@ export class PresenceClient extends EventTarget {
   #groups = new Set();
   /** Leaves asked for while disconnected: sent on the next open. */
   #unsentLeaves = new Set();
+  /**
+   * Per group, what was delivered: every seq <= `last` was delivered (or is known to be gone),
+   * `seen` holds the seqs above it delivered out of order.
+   * @type {Map<string, {last: number, seen: Set<number>}>}
+   */
+  #seqs = new Map();
+  /** Groups the app declared for recovery (besides the joined chat groups). */
+  #tracked = new Set();
+  /** Groups being recovered: their live messages wait in `buffer` until the recovery ends. */
+  #recovering = new Map();
+
+  // Token refresh
+  #tokenTimer = null;
+  #refreshing = null; // the refresh in flight (one at a time)
+  #tokenFailures = 0;
+  #socketToken = null; // the token the current socket was opened with
+  #serverExp = null; // the `exp` told by the last `authed` (for tokens whose exp cannot be read)
+  #tokenSince = null; // when the token was received (its life is counted from then)
 
   // Leadership and heartbeats
   #leader = false;
@@ -524,8 +622,14 @@ export class PresenceClient extends EventTarget {
    * @param {string} [options.sessionKey]  localStorage key of the browser-wide session id
    * @param {string} [options.lockName]    Web Locks name of the heartbeat leader
    * @param {string} [options.tabsChannel] BroadcastChannel name used to count live tabs
-   * @param {() => Promise<string>} [options.getToken] fetches a fresh token; called after a
-   *        heartbeat answered 401 and before reconnecting a socket that never opened
+   * @param {() => Promise<string>} [options.getToken] fetches a fresh token (same user). Called
+   *        before the token's `exp` (60 s before, or at 80 % of its life as received, whichever is
+   *        sooner), the new one then sent on the open socket (`auth`); at once when the server
+   *        says `token_expired` (the refused request is sent again once); after a heartbeat
+   *        answered 401; and before a reconnect when the socket never opened or the token is
+   *        due. Without it the token is never refreshed.
+   * @param {string[]} [options.historyGroups] groups besides the joined chat groups whose
+   *        messages are recovered after a reconnect (see `track`)
    * @param {{baseMs?: number, maxMs?: number, random?: () => number}} [options.backoff]
    * @param {number} [options.requestTimeoutMs] how long a request waits for its reply
    * @param {number} [options.hiddenGraceMs] how long the page must stay hidden before the
@@ -544,6 +648,7 @@ export class PresenceClient extends EventTarget {
     lockName = 'presence-leader',
     tabsChannel = 'presence-tabs',
     getToken = null,
+    historyGroups = [],
     backoff = {},
     requestTimeoutMs = 10_000,
     hiddenGraceMs = DEFAULT_HIDDEN_GRACE_MS,
@@ -560,6 +665,9 @@ export class PresenceClient extends EventTarget {
     this.#lockName = lockName;
     this.#tabsChannelName = tabsChannel;
     this.#getToken = typeof getToken === 'function' ? getToken : null;
+    for (const group of Array.isArray(historyGroups) ? historyGroups : []) {
+      if (typeof group === 'string' && group) this.#tracked.add(group);
+    }
     this.#backoff = backoff;
     this.#requestTimeoutMs = requestTimeoutMs;
     this.#hiddenGraceMs =
@@ -650,6 +758,19 @@ export class PresenceClient extends EventTarget {
     return this.#otherTabsAlive() + (this.#running && !this.#suspended ? 1 : 0);
   }
 
+  /** @returns {number|null} the current token's `exp` (seconds since the epoch), if it has one */
+  get tokenExp() {
+    return tokenExpiry(this.#token);
+  }
+
+  /**
+   * @returns {string[]} the groups whose missed messages are recovered after a reconnect: the
+   *          joined chat groups and the ones declared with `track`/`historyGroups`
+   */
+  get historyGroups() {
+    return [...new Set([...this.#groups, ...this.#tracked])];
+  }
+
   // ---------------------------------------------------------------- lifecycle
 
   /**
@@ -697,6 +818,7 @@ export class PresenceClient extends EventTarget {
       doc.removeEventListener('visibilitychange', this.#onVisibilityChange);
       doc.removeEventListener('resume', this.#onLifecycleResume);
     }
+    this.#seqs.clear(); // the next start may be another user's
     if (this.#suspended) {
       this.#suspended = false; // pagehide already shut everything down
       return;
@@ -739,6 +861,7 @@ export class PresenceClient extends EventTarget {
       return Promise.reject(new PresenceError('bad_group', `not a chat group: ${group}`, 'leave'));
     }
     this.#groups.delete(group);
+    this.#forgetSeqs(group);
     if (!this.#isOpen()) this.#unsentLeaves.add(group);
     return this.#request({ action: 'leave', group });
   }
@@ -773,6 +896,111 @@ export class PresenceClient extends EventTarget {
     return this.#request({ action: 'snapshot' });
   }
 
+  /**
+   * Reads a group's stored messages (members only). With `after`: the messages with a greater
+   * `seq`, oldest first, at most `limit` (`more: true` when there are further ones: ask again
+   * with the last seq). Without: the newest `limit` ones, oldest first — a device that joins
+   * a group loads the last N with `history(group, {limit: N})`. Resolves with the `history`
+   * reply `{group, messages: [{seq, ts, from, data}], complete, more}`; `complete: false` when
+   * the server's retention dropped some. The messages are not sent as `message` events, but
+   * they count as delivered: a later `message` with one of their seqs is dropped, and a reply
+   * without `after` sets where the recovery after a reconnect starts for a group that had none.
+   * @param {string} group
+   * @param {{after?: number, limit?: number}} [options] `after` >= 0, `limit` 1..500 (server default 100)
+   * @returns {Promise<object>}
+   */
+  history(group, { after, limit } = {}) {
+    if (typeof group !== 'string' || group === '') {
+      return Promise.reject(new PresenceError('bad_group', `not a group: ${group}`, 'history'));
+    }
+    if (after !== undefined && !(Number.isSafeInteger(after) && after >= 0)) {
+      return Promise.reject(new PresenceError('bad_request', 'after must be an integer >= 0', 'history'));
+    }
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 1 && limit <= 500)) {
+      return Promise.reject(new PresenceError('bad_request', 'limit must be an integer in 1..500', 'history'));
+    }
+    const body = { action: 'history', group };
+    if (after !== undefined) body.after = after;
+    if (limit !== undefined) body.limit = limit;
+    return this.#request(body).then((reply) => {
+      this.#noteHistory(group, reply, after);
+      return reply;
+    });
+  }
+
+  /**
+   * Who of a group's members is online (members only). Resolves with the `presence` reply
+   * `{group, members: [{user, devices}]}` (sorted by user; `devices`: live connections). Keep
+   * it current with the `member.online`, `member.offline`, `member.joined` and `member.left`
+   * events.
+   * @param {string} group
+   * @returns {Promise<object>}
+   */
+  presence(group) {
+    return this.#request({ action: 'presence', group });
+  }
+
+  /**
+   * Uses a fresh token (same user) from now on: for reconnects and HTTP heartbeats, and sent on
+   * the open socket (`auth`), so that the connection outlives the old token's `exp`. For apps
+   * that refresh tokens themselves; with `getToken` the client does it on its own.
+   * Resolves with the `authed` reply, or null when no socket is open (the next one uses it).
+   * @param {string} token
+   * @returns {Promise<object|null>}
+   */
+  setToken(token) {
+    if (typeof token !== 'string' || token === '') {
+      return Promise.reject(new PresenceError('bad_request', 'token must be a non-empty string', 'auth'));
+    }
+    this.#adoptToken(token);
+    this.#scheduleTokenRefresh();
+    if (!this.#isOpen()) return Promise.resolve(null);
+    return this.#request({ action: 'auth', token });
+  }
+
+  /**
+   * Declares a group whose missed messages are recovered after each reconnect, besides the
+   * joined chat groups (which are recovered without asking): e.g. `user:{id}`, where the
+   * team's backend publishes to a user. With `lastSeq` (the last seq the app has, say from a
+   * previous page load), recovery starts after it; else after the first message seen (or a
+   * `history` reply). When the socket is open and `lastSeq` is given, recovery runs at once.
+   * @param {string} group
+   * @param {number} [lastSeq]
+   */
+  track(group, lastSeq) {
+    if (typeof group !== 'string' || group === '') throw new TypeError(`PresenceClient.track: not a group: ${group}`);
+    this.#tracked.add(group);
+    if (Number.isSafeInteger(lastSeq) && lastSeq >= 0) {
+      const state = this.#seqs.get(group) ?? { last: lastSeq, seen: new Set() };
+      state.last = lastSeq;
+      for (const seq of state.seen) if (seq <= lastSeq) state.seen.delete(seq);
+      advanceWatermark(state);
+      this.#seqs.set(group, state);
+      if (this.#isOpen() && !this.#recovering.has(group)) this.#recover(group, null);
+    }
+  }
+
+  /**
+   * Stops recovering a group declared with `track` (a joined chat group is recovered until
+   * left).
+   * @param {string} group
+   */
+  untrack(group) {
+    this.#tracked.delete(group);
+    if (!this.#groups.has(group)) this.#seqs.delete(group);
+  }
+
+  /**
+   * The seq up to which a group's messages were all delivered (the `after` of the next
+   * recovery), or undefined when none is known yet. Worth keeping across page loads: pass it
+   * to `track` to recover from there.
+   * @param {string} group
+   * @returns {number|undefined}
+   */
+  lastSeq(group) {
+    return this.#seqs.get(group)?.last;
+  }
+
   // ---------------------------------------------------------------- internals: lifecycle
 
   #resume() {
@@ -786,6 +1014,7 @@ export class PresenceClient extends EventTarget {
     this.#connectWaitTimer = this.#env.setTimeout(() => this.#settleLeadership(), LEADER_WAIT_MS);
     this.#acquireLeadership();
     if (this.#isHidden()) this.#armHiddenGrace();
+    this.#scheduleTokenRefresh();
   }
 
   /** Leadership is known (or the wait is over): the first socket may open now. */
@@ -810,6 +1039,8 @@ export class PresenceClient extends EventTarget {
     this.#connectWaitTimer = null;
     this.#env.clearTimeout(this.#hiddenTimer);
     this.#hiddenTimer = null;
+    this.#env.clearTimeout(this.#tokenTimer);
+    this.#tokenTimer = null;
     this.#closeSocket();
     this.#ticker.stop();
     return ended;
@@ -1300,12 +1531,227 @@ export class PresenceClient extends EventTarget {
     }
   }
 
-  async #refreshToken() {
+  // ---------------------------------------------------------------- internals: token
+
+  #adoptToken(token) {
+    if (token === this.#token) return;
+    this.#token = token;
+    this.#serverExp = null;
+    this.#tokenSince = this.#env.now();
+    this.#emit('token', { exp: tokenExpiry(token) });
+  }
+
+  #currentExp() {
+    return tokenExpiry(this.#token) ?? this.#serverExp;
+  }
+
+  /** Whether the token is due for a refresh (or expired). */
+  #tokenDue() {
+    const exp = this.#currentExp();
+    return exp !== null && tokenRefreshDelay(exp, this.#env.now(), this.#tokenSince ?? this.#env.now()) === 0;
+  }
+
+  /**
+   * Times the next refresh from the token's `exp` (at least `minDelayMs` from now), or after
+   * `retryMs` (a failed refresh: the token held may be refused, whatever its `exp`).
+   */
+  #scheduleTokenRefresh(minDelayMs = 0, retryMs = null) {
+    this.#env.clearTimeout(this.#tokenTimer);
+    this.#tokenTimer = null;
+    if (!this.#getToken || !this.#running || this.#suspended) return;
+    const exp = this.#currentExp();
+    if (exp === null && retryMs === null) return;
+    const now = this.#env.now();
+    this.#tokenSince ??= now; // the constructor's token: counted from the start
+    const due = retryMs ?? Math.max(minDelayMs, tokenRefreshDelay(exp, now, this.#tokenSince));
+    const wait = Math.min(due, MAX_TIMER_MS);
+    this.#tokenTimer = this.#env.setTimeout(() => {
+      this.#tokenTimer = null;
+      if (wait < due) this.#scheduleTokenRefresh(); // a token living for weeks: look again later
+      else this.#refreshToken();
+    }, wait);
+  }
+
+  /**
+   * Gets a fresh token from `getToken` and, when the socket is open, sends it (`auth`). One at
+   * a time: a refresh asked while one runs joins it. Resolves true when the new token is in
+   * use (accepted by the open socket, or kept for the next one), false otherwise (a retry is
+   * scheduled); never rejects.
+   * @returns {Promise<boolean>}
+   */
+  #refreshToken() {
+    if (!this.#getToken) return Promise.resolve(false);
+    if (this.#refreshing) return this.#refreshing;
+    const run = this.#runRefresh();
+    this.#refreshing = run;
+    run.then(() => {
+      if (this.#refreshing === run) this.#refreshing = null;
+    });
+    return run;
+  }
+
+  async #runRefresh() {
+    let ok = false;
     try {
       const token = await this.#getToken();
-      if (typeof token === 'string' && token) this.#token = token;
+      if (typeof token !== 'string' || token === '') throw new Error('getToken returned no token');
+      this.#adoptToken(token);
+      ok = true;
+      if (this.#isOpen()) await this.#request({ action: 'auth', token });
     } catch (error) {
-      this.#emit('error', { source: 'token', message: String(error?.message ?? error) });
+      // Closed before the reply: the next socket opens with the new token anyway.
+      if (!(ok && (error?.code === 'closed' || error?.code === 'not_connected'))) {
+        ok = false;
+        this.#emit('error', {
+          source: 'token',
+          code: error?.code,
+          message: String(error?.message ?? error),
+          action: error?.action,
+        });
+      }
+    }
+    if (ok) {
+      this.#tokenFailures = 0;
+      this.#scheduleTokenRefresh(TOKEN_MIN_GAP_MS);
+    } else {
+      const delay = backoffDelay(this.#tokenFailures, { baseMs: 1_000, maxMs: 60_000, random: this.#backoff.random });
+      this.#tokenFailures += 1;
+      this.#scheduleTokenRefresh(0, Math.max(delay, 1));
+    }
+    return ok;
+  }
+
+  /** A request refused with `token_expired` (not served): refresh, then send it again, once. */
+  #retryAfterRefresh(request) {
+    this.#refreshToken().then((ok) => {
+      if (!ok) {
+        request.reject(new PresenceError('token_expired', 'the token expired and no fresh one was accepted', request.action));
+        return;
+      }
+      this.#request(request.body, { resync: request.resync, retried: true }).then(request.resolve, request.reject);
+    });
+  }
+
+  // ---------------------------------------------------------------- internals: messages
+
+  /** Records a delivered seq of a group; false when it was delivered already. */
+  #accept(group, seq) {
+    let state = this.#seqs.get(group);
+    if (!state) {
+      // The first seq known of this group: what came before it is not this client's to deliver.
+      state = { last: seq - 1, seen: new Set() };
+      this.#seqs.set(group, state);
+    }
+    if (seq <= state.last || state.seen.has(seq)) return false;
+    state.seen.add(seq);
+    advanceWatermark(state);
+    return true;
+  }
+
+  #forgetSeqs(group) {
+    if (!this.#tracked.has(group)) this.#seqs.delete(group);
+  }
+
+  /** A live `message` frame: once per seq; held back while its group is being recovered. */
+  #onMessage(msg) {
+    const { group, seq } = msg;
+    if (typeof group !== 'string' || !Number.isSafeInteger(seq)) {
+      this.#emit('message', msg); // no seq (an older server): nothing to dedupe by
+      return;
+    }
+    const job = this.#recovering.get(group);
+    if (job) job.buffer.push(msg);
+    else if (this.#accept(group, seq)) this.#emit('message', msg);
+  }
+
+  /** The app's `history` reply: its messages count as delivered. */
+  #noteHistory(group, reply, after) {
+    const list = Array.isArray(reply?.messages) ? reply.messages : [];
+    const seqs = list.map((m) => m?.seq).filter((seq) => Number.isSafeInteger(seq));
+    if (after === undefined && !this.#seqs.has(group)) {
+      // The newest N: where the recovery starts for a group that had no seq yet.
+      this.#seqs.set(group, { last: seqs.length ? Math.min(...seqs) - 1 : 0, seen: new Set() });
+    }
+    for (const seq of seqs) this.#accept(group, seq);
+  }
+
+  /**
+   * Recovers what a group missed while the socket was closed: `history` after its watermark,
+   * page after page, each new message a `message` event (`recovered: true`), oldest first.
+   * The group's live messages wait meanwhile and follow (those recovered already dropped).
+   * Ends with `recovered`, unless the socket closed or a request failed (the next open tries
+   * again from where it got).
+   * @param {string} group
+   * @param {Promise<object>|null} joining the re-join sent on this open: history comes after it
+   */
+  async #recover(group, joining) {
+    const ws = this.#ws;
+    const job = { buffer: [] };
+    this.#recovering.set(group, job);
+    const current = () => this.#ws === ws && this.#recovering.get(group) === job && this.#seqs.has(group);
+    const after = this.#seqs.get(group)?.last;
+    let count = 0;
+    let complete = true;
+    let done = false;
+    try {
+      if (joining) {
+        try {
+          await joining;
+        } catch {
+          return; // not a member (reported by the join), or closed
+        }
+      }
+      let cursor = after;
+      let more = true;
+      while (more) {
+        if (!current()) return;
+        const reply = await this.#request({ action: 'history', group, after: cursor, limit: HISTORY_PAGE_LIMIT });
+        if (!current()) return;
+        if (reply.complete === false) complete = false;
+        const messages = (Array.isArray(reply.messages) ? reply.messages : [])
+          .filter((m) => m && typeof m === 'object' && Number.isSafeInteger(m.seq) && m.seq > cursor)
+          .sort((a, b) => a.seq - b.seq);
+        for (const m of messages) {
+          if (!this.#accept(group, m.seq)) continue;
+          count += 1;
+          this.#emit('message', {
+            type: 'message',
+            group,
+            from: m.from ?? null,
+            data: m.data,
+            seq: m.seq,
+            ts: m.ts,
+            recovered: true,
+          });
+        }
+        if (messages.length) cursor = messages[messages.length - 1].seq;
+        more = reply.more === true && messages.length > 0;
+      }
+      // Every stored message up to the cursor was returned: a seq still missing below it is
+      // gone (retention), so stop waiting for it.
+      const state = this.#seqs.get(group);
+      if (state && cursor > state.last) {
+        state.last = cursor;
+        for (const seq of state.seen) if (seq <= cursor) state.seen.delete(seq);
+        advanceWatermark(state);
+      }
+      done = true;
+    } catch (error) {
+      this.#reportRequestError(error);
+    } finally {
+      if (this.#recovering.get(group) === job) {
+        this.#recovering.delete(group);
+        const wanted = this.#seqs.has(group);
+        const once = new Set();
+        for (const msg of job.buffer.sort((a, b) => a.seq - b.seq)) {
+          const fresh = wanted ? this.#accept(group, msg.seq) : !once.has(msg.seq);
+          once.add(msg.seq);
+          if (fresh) this.#emit('message', msg);
+        }
+      }
+    }
+    if (done) {
+      this.#emit('recovered', { group, count, complete, after, last_seq: this.#seqs.get(group)?.last ?? null });
     }
   }
 
@@ -1342,6 +1788,7 @@ export class PresenceClient extends EventTarget {
     }
     this.#ws = ws;
     this.#socketSession = sessionId;
+    this.#socketToken = this.#token;
     let opened = false;
     ws.onopen = () => {
       if (this.#ws !== ws) return;
@@ -1392,8 +1839,9 @@ export class PresenceClient extends EventTarget {
     this.#attempt += 1;
     this.#setState('closed', { code: event?.code, reason: event?.reason, retry_in_ms: delay });
     this.#reconnectTimer = this.#env.setTimeout(async () => {
-      // A socket refused before opening may carry an expired token: get a fresh one.
-      if (!opened && this.#getToken) {
+      // A socket refused before opening may carry an expired token, and one due for a refresh
+      // would not last: get a fresh one first.
+      if (this.#getToken && (!opened || this.#tokenDue())) {
         this.#reconnectTimer = null;
         await this.#refreshToken();
       }
@@ -1434,8 +1882,9 @@ export class PresenceClient extends EventTarget {
 
   /**
    * On every open: `visible: false` if the page is reported hidden (a new connection starts
-   * visible), the leader's heartbeat, the snapshot, then leaves asked offline, then every
-   * wanted join.
+   * visible), the leader's heartbeat, `auth` if the token changed while connecting, the
+   * snapshot, then leaves asked offline, every wanted join, and the recovery of every group
+   * with a known seq.
    */
   #onOpen() {
     const report = (error) => this.#reportRequestError(error);
@@ -1446,10 +1895,26 @@ export class PresenceClient extends EventTarget {
       if (this.#socketSession) this.#beaten('socket');
       else this.#beat();
     }
+    // A token refreshed while this socket was connecting: the connection gets it now.
+    if (this.#socketToken !== this.#token) {
+      this.#socketToken = this.#token;
+      this.#request({ action: 'auth', token: this.#token }).catch((error) => {
+        if (error?.code !== 'closed') this.#emit('error', { source: 'token', code: error?.code, message: error?.message, action: 'auth' });
+      });
+    }
     this.#request({ action: 'snapshot' }).catch(report);
     for (const group of this.#unsentLeaves) this.#request({ action: 'leave', group }).catch(report);
     this.#unsentLeaves.clear();
-    for (const group of this.#groups) this.#request({ action: 'join', group }).catch(report);
+    const joins = new Map();
+    for (const group of this.#groups) {
+      const joining = this.#request({ action: 'join', group });
+      joining.catch(report);
+      joins.set(group, joining);
+    }
+    // Then what the groups missed while closed, each after its re-join.
+    for (const group of this.historyGroups) {
+      if (this.#seqs.has(group)) this.#recover(group, joins.get(group) ?? null);
+    }
   }
 
   /** A one-way frame (no `ref`, no reply awaited). @returns {boolean} whether it was sent */
@@ -1465,7 +1930,7 @@ export class PresenceClient extends EventTarget {
   }
 
   /** Sends an action with a fresh `ref`; settles with the reply carrying that `ref`. */
-  #request(body, { resync = false } = {}) {
+  #request(body, { resync = false, retried = false } = {}) {
     return new Promise((resolve, reject) => {
       if (!this.#isOpen()) {
         reject(new PresenceError('not_connected', 'not connected', body.action));
@@ -1477,7 +1942,7 @@ export class PresenceClient extends EventTarget {
           reject(new PresenceError('timeout', `no reply to ${body.action} within ${this.#requestTimeoutMs} ms`, body.action));
         }
       }, this.#requestTimeoutMs);
-      this.#pending.set(ref, { resolve, reject, timer, action: body.action, group: body.group, resync });
+      this.#pending.set(ref, { resolve, reject, timer, action: body.action, group: body.group, body, resync, retried });
       try {
         this.#ws.send(JSON.stringify({ ...body, ref }));
         this.#lastSentAt = this.#env.now();
@@ -1561,14 +2026,33 @@ export class PresenceClient extends EventTarget {
       case 'left':
         // Leaving on one device leaves on all: do not re-join it on the next reconnect.
         this.#groups.delete(msg.group);
+        this.#forgetSeqs(msg.group);
         this.#emit('left', msg);
         break;
       case 'member.joined':
       case 'member.left':
-      case 'message':
+      case 'member.online':
+      case 'member.offline':
         this.#emit(msg.type, msg);
         break;
-      case 'error':
+      case 'message':
+        this.#onMessage(msg);
+        break;
+      case 'authed':
+        if (typeof msg.exp === 'number' && Number.isFinite(msg.exp)) this.#serverExp = msg.exp;
+        this.#tokenFailures = 0;
+        this.#scheduleTokenRefresh(TOKEN_MIN_GAP_MS);
+        this.#emit('authed', { exp: typeof msg.exp === 'number' ? msg.exp : null });
+        break;
+      case 'error': {
+        const expired = msg.code === 'token_expired' && this.#getToken !== null;
+        if (expired && request && !request.retried && request.action !== 'auth') {
+          // Not served: refresh the token, then send the same frame again (once).
+          this.#retryAfterRefresh(request);
+          request = null;
+          break;
+        }
+        if (expired) this.#refreshToken(); // a one-way frame's error, or a second refusal
         if (request) {
           if (request.action === 'join' && request.group) this.#groups.delete(request.group);
           request.reject(new PresenceError(msg.code ?? 'error', msg.message ?? 'request failed', msg.action ?? request.action));
@@ -1577,9 +2061,16 @@ export class PresenceClient extends EventTarget {
           this.#emit('error', { source: 'server', code: msg.code, message: msg.message, action: msg.action });
         }
         break;
+      }
       default:
-        break; // sent, members, pong: replies only
+        break; // sent, members, history, presence, pong: replies only
     }
-    if (request) request.resolve(msg);
+    if (request) {
+      // Sent with `others`: this socket gets no copy, so the seq is this client's already.
+      if (msg.type === 'sent' && request.body?.others && typeof msg.group === 'string' && Number.isSafeInteger(msg.seq)) {
+        this.#accept(msg.group, msg.seq);
+      }
+      request.resolve(msg);
+    }
   }
 }

@@ -10,9 +10,12 @@ import {
   PresenceError,
   TICKER_WORKER_SOURCE,
   backoffDelay,
+  decodeJwtPayload,
   isChatGroup,
   newSessionId,
   parseRetryAfter,
+  tokenExpiry,
+  tokenRefreshDelay,
   withQuery,
 } from '../presence-client.js';
 
@@ -1260,4 +1263,476 @@ test('stop() closes the socket without reconnecting', async () => {
   assert.equal(FakeSocket.instances.length, before);
   assert.equal(client.state, 'closed');
   assert.equal(client.running, false);
+});
+
+// ------------------------------------------------------------------ messages: seq, history, recovery
+
+const b64url = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+/** An unsigned JWT-shaped token (the client never verifies). */
+const jwt = (payload) => `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url(payload)}.c2ln`;
+
+const chatMessage = (seq, extra = {}) => ({
+  type: 'message',
+  group: 'chat:r-lobby',
+  from: 'u2',
+  data: { text: `m${seq}` },
+  seq,
+  ts: 1_700_000_000_000 + seq,
+  ...extra,
+});
+const stored = (seq) => ({ seq, ts: 1_700_000_000_000 + seq, from: seq % 2 ? 'u2' : null, data: { text: `m${seq}` } });
+
+/** Opens `socket`, answers its snapshot and the join of `group` (if asked). */
+async function openAndJoin(socket, group = 'chat:r-lobby') {
+  socket.open();
+  answerSnapshot(socket);
+  const join = socket.frames('join').find((f) => f.group === group);
+  if (join) socket.push({ type: 'joined', group, ref: join.ref });
+  await flush();
+}
+
+/** A follower client joined to chat:r-lobby that saw live messages `seqs`. */
+async function joinedWith(seqs, extra = {}, browserOptions = {}) {
+  const ctx = await connected(extra, browserOptions);
+  ctx.socket.open();
+  answerSnapshot(ctx.socket);
+  const join = ctx.client.join('chat:r-lobby');
+  ctx.socket.push({ type: 'joined', group: 'chat:r-lobby', ref: ctx.socket.last('join').ref });
+  await join;
+  for (const seq of seqs) ctx.socket.push(chatMessage(seq));
+  return ctx;
+}
+
+/** Drops `ctx.socket` and resolves with the next socket (not open yet). */
+async function reconnect(ctx) {
+  const n = ctx.browser.sockets.length;
+  ctx.socket.drop();
+  await waitFor(() => ctx.browser.sockets.length === n + 1, 'a new socket');
+  ctx.socket = ctx.browser.sockets[n];
+  return ctx.socket;
+}
+
+test('after a reopen the client asks history after the last seq, pages while more, and emits each message once, in order', async () => {
+  const ctx = await joinedWith([1, 2, 3]);
+  const { client } = ctx;
+  assert.equal(client.lastSeq('chat:r-lobby'), 3);
+  const events = record(client, 'message', 'recovered');
+
+  const socket = await reconnect(ctx);
+  await openAndJoin(socket);
+  assert.deepEqual(socket.sent.map((m) => m.action), ['snapshot', 'join', 'history'], 'history after the re-join');
+  const first = socket.last('history');
+  assert.deepEqual({ ...first, ref: undefined }, { action: 'history', group: 'chat:r-lobby', after: 3, limit: 200, ref: undefined });
+
+  // Live messages during the recovery wait: one that history will bring too, one newer, a duplicate.
+  socket.push(chatMessage(5));
+  socket.push(chatMessage(8));
+  socket.push(chatMessage(3));
+  assert.equal(events.length, 0, 'nothing before the recovered ones');
+
+  socket.push({ type: 'history', group: 'chat:r-lobby', messages: [stored(4), stored(5)], complete: true, more: true, ref: first.ref });
+  await flush();
+  const second = socket.last('history');
+  assert.notEqual(second.ref, first.ref);
+  assert.equal(second.after, 5, 'the next page starts after the last seq returned');
+  socket.push({ type: 'history', group: 'chat:r-lobby', messages: [stored(6), stored(7)], complete: true, more: false, ref: second.ref });
+  await flush();
+
+  assert.deepEqual(events.map((e) => [e.type, e.detail.seq ?? e.detail.count]), [
+    ['message', 4], ['message', 5], ['message', 6], ['message', 7], ['message', 8], ['recovered', 4],
+  ]);
+  const recovered = events.filter((e) => e.type === 'message' && e.detail.recovered).map((e) => e.detail);
+  assert.deepEqual(recovered.map((m) => m.seq), [4, 5, 6, 7]);
+  assert.deepEqual(recovered[0], { type: 'message', group: 'chat:r-lobby', from: null, data: { text: 'm4' }, seq: 4, ts: 1_700_000_000_004, recovered: true });
+  assert.equal(events[4].detail.recovered, undefined, 'the held live message follows as it came');
+  assert.deepEqual(events.at(-1).detail, { group: 'chat:r-lobby', count: 4, complete: true, after: 3, last_seq: 8 });
+  assert.equal(client.lastSeq('chat:r-lobby'), 8);
+
+  // Live again: duplicates dropped, new ones through at once.
+  socket.push(chatMessage(8));
+  socket.push(chatMessage(9));
+  assert.deepEqual(events.slice(6).map((e) => e.detail.seq), [9]);
+  await client.stop();
+});
+
+test('a recovery that finds messages dropped by retention says complete:false and moves on', async () => {
+  const ctx = await joinedWith([1, 2]);
+  const events = record(ctx.client, 'message', 'recovered');
+  const socket = await reconnect(ctx);
+  await openAndJoin(socket);
+  const ask = socket.last('history');
+  assert.equal(ask.after, 2);
+  socket.push({ type: 'history', group: 'chat:r-lobby', messages: [stored(40), stored(41)], complete: false, more: false, ref: ask.ref });
+  await flush();
+  assert.deepEqual(events.map((e) => e.detail.seq ?? e.detail.complete), [40, 41, false]);
+  assert.equal(ctx.client.lastSeq('chat:r-lobby'), 41, 'no waiting for seqs that are gone');
+
+  // Nothing missed: a recovery with nothing to deliver still reports.
+  const third = await reconnect(ctx);
+  await openAndJoin(third);
+  const again = third.last('history');
+  assert.equal(again.after, 41);
+  third.push({ type: 'history', group: 'chat:r-lobby', messages: [], complete: true, more: false, ref: again.ref });
+  await flush();
+  assert.deepEqual(events.at(-1).detail, { group: 'chat:r-lobby', count: 0, complete: true, after: 41, last_seq: 41 });
+  await ctx.client.stop();
+});
+
+test('a recovery cut by another close delivers what it got and starts again from there', async () => {
+  const ctx = await joinedWith([1]);
+  const events = record(ctx.client, 'message', 'recovered');
+  let socket = await reconnect(ctx);
+  await openAndJoin(socket);
+  const ask = socket.last('history');
+  socket.push({ type: 'history', group: 'chat:r-lobby', messages: [stored(2), stored(3)], complete: true, more: true, ref: ask.ref });
+  socket.push(chatMessage(9)); // live, held
+  await flush();
+  socket = await reconnect(ctx); // closed while asking the second page
+  await flush();
+  assert.deepEqual(events.map((e) => e.detail.seq), [2, 3, 9], 'the held live message is delivered when the recovery ends');
+  assert.equal(events.some((e) => e.type === 'recovered'), false);
+  assert.equal(ctx.client.lastSeq('chat:r-lobby'), 3, 'the watermark stops below the gap');
+
+  await openAndJoin(socket);
+  const resumed = socket.last('history');
+  assert.equal(resumed.after, 3);
+  socket.push({ type: 'history', group: 'chat:r-lobby', messages: [4, 5, 6, 7, 8, 9].map(stored), complete: true, more: false, ref: resumed.ref });
+  await flush();
+  assert.deepEqual(events.slice(3).map((e) => e.detail.seq ?? `recovered ${e.detail.count}`), [4, 5, 6, 7, 8, 'recovered 5']);
+  assert.equal(ctx.client.lastSeq('chat:r-lobby'), 9);
+  await ctx.client.stop();
+});
+
+test('live messages: each seq once, out-of-order ones delivered, the watermark only over contiguous seqs', async () => {
+  const { client, socket } = await joinedWith([]);
+  const events = record(client, 'message');
+  for (const seq of [10, 12, 11, 12, 10, 14]) socket.push(chatMessage(seq));
+  assert.deepEqual(events.map((e) => e.detail.seq), [10, 12, 11, 14]);
+  assert.equal(client.lastSeq('chat:r-lobby'), 12, '13 is still missing');
+  socket.push(chatMessage(13));
+  assert.equal(client.lastSeq('chat:r-lobby'), 14);
+  socket.push({ type: 'message', group: 'chat:r-lobby', from: null, data: 'no seq' }); // an older server
+  assert.equal(events.at(-1).detail.data, 'no seq');
+  assert.equal(events.at(-1).detail.from, null);
+
+  // A send with `others` gets no copy back: its seq counts as delivered from the `sent` reply.
+  const sent = client.send('chat:r-lobby', 'hi', { others: true });
+  socket.push({ type: 'sent', group: 'chat:r-lobby', delivered: 2, seq: 15, ref: socket.last('send').ref });
+  assert.equal((await sent).seq, 15);
+  assert.equal(client.lastSeq('chat:r-lobby'), 15);
+  // Without `others` the copy is the delivery, whichever comes first.
+  const own = client.send('chat:r-lobby', 'me');
+  socket.push({ type: 'sent', group: 'chat:r-lobby', delivered: 3, seq: 16, ref: socket.last('send').ref });
+  await own;
+  socket.push(chatMessage(16, { from: 'me' }));
+  assert.deepEqual(events.map((e) => e.detail.seq).slice(-1), [16]);
+  await client.stop();
+});
+
+test('history() sends after/limit, resolves with the reply, and sets where recovery starts', async () => {
+  const ctx = await connected();
+  const { client, socket } = ctx;
+  socket.open();
+  answerSnapshot(socket);
+  const join = client.join('chat:r-lobby');
+  socket.push({ type: 'joined', group: 'chat:r-lobby', ref: socket.last('join').ref });
+  await join;
+  assert.equal(client.lastSeq('chat:r-lobby'), undefined);
+
+  const last50 = client.history('chat:r-lobby', { limit: 50 });
+  const ask = socket.last('history');
+  assert.deepEqual({ ...ask, ref: undefined }, { action: 'history', group: 'chat:r-lobby', limit: 50, ref: undefined });
+  const reply = { type: 'history', group: 'chat:r-lobby', messages: [stored(31), stored(32)], complete: true, more: false, ref: ask.ref };
+  socket.push(reply);
+  assert.deepEqual(await last50, reply);
+  assert.equal(client.lastSeq('chat:r-lobby'), 32);
+  const events = record(client, 'message');
+  socket.push(chatMessage(32)); // already loaded
+  socket.push(chatMessage(33));
+  assert.deepEqual(events.map((e) => e.detail.seq), [33]);
+
+  const page = client.history('chat:r-lobby', { after: 10, limit: 2 });
+  assert.deepEqual({ ...socket.last('history'), ref: undefined }, { action: 'history', group: 'chat:r-lobby', after: 10, limit: 2, ref: undefined });
+  socket.push({ type: 'error', code: 'not_member', message: 'join first', action: 'history', ref: socket.last('history').ref });
+  await assert.rejects(page, (e) => e.code === 'not_member' && e.action === 'history');
+  await assert.rejects(client.history('chat:r-lobby', { limit: 0 }), (e) => e.code === 'bad_request');
+  await assert.rejects(client.history('chat:r-lobby', { limit: 501 }), (e) => e.code === 'bad_request');
+  await assert.rejects(client.history('chat:r-lobby', { after: -1 }), (e) => e.code === 'bad_request');
+  await assert.rejects(client.history(''), (e) => e.code === 'bad_group');
+
+  // An empty group: recovery starts from the beginning.
+  const empty = client.history('chat:empty', { limit: 50 });
+  socket.push({ type: 'history', group: 'chat:empty', messages: [], complete: true, more: false, ref: socket.last('history').ref });
+  await empty;
+  assert.equal(client.lastSeq('chat:empty'), 0);
+  await client.stop();
+});
+
+test('leaving forgets a group\'s seqs: no recovery for it; track() declares other groups, with a starting seq', async () => {
+  const ctx = await joinedWith([1, 2], { historyGroups: ['user:me'] });
+  const { client } = ctx;
+  assert.deepEqual(client.historyGroups.sort(), ['chat:r-lobby', 'user:me']);
+  ctx.socket.push({ type: 'left', group: 'chat:r-lobby' }); // left on another device
+  assert.equal(client.lastSeq('chat:r-lobby'), undefined);
+  ctx.socket.push({ type: 'message', group: 'user:me', from: null, data: 'x', seq: 7, ts: 1 }); // the backend to this user
+  assert.equal(client.lastSeq('user:me'), 7);
+  client.track('user:other', 20);
+  await flush();
+  const events = record(client, 'message', 'recovered');
+
+  const socket = await reconnect(ctx);
+  socket.open();
+  answerSnapshot(socket);
+  await flush();
+  const asks = socket.frames('history').map((f) => [f.group, f.after]).sort();
+  assert.deepEqual(asks, [['user:me', 7], ['user:other', 20]]);
+  for (const f of socket.frames('history')) {
+    socket.push({ type: 'history', group: f.group, messages: [stored(f.after + 1)], complete: true, more: false, ref: f.ref });
+  }
+  await flush();
+  assert.deepEqual(
+    events.filter((e) => e.type === 'message').map((e) => [e.detail.group, e.detail.seq]).sort(),
+    [['user:me', 8], ['user:other', 21]],
+  );
+  client.untrack('user:other');
+  assert.equal(client.lastSeq('user:other'), undefined);
+  assert.deepEqual(client.historyGroups, ['user:me']);
+  await client.stop();
+  assert.equal(client.lastSeq('user:me'), undefined, 'stop() forgets every seq');
+});
+
+test('a failed re-join asks no history', async () => {
+  const ctx = await joinedWith([1]);
+  const socket = await reconnect(ctx);
+  socket.open();
+  answerSnapshot(socket);
+  socket.push({ type: 'error', code: 'banned', message: 'banned', action: 'join', ref: socket.last('join').ref });
+  await flush();
+  assert.equal(socket.frames('history').length, 0);
+  assert.deepEqual(ctx.client.groups, []);
+  await ctx.client.stop();
+});
+
+test('presence() resolves with the reply; member.online and member.offline are events', async () => {
+  const { client, socket } = await connected();
+  const events = record(client, 'member.online', 'member.offline', 'member.joined', 'member.left');
+  socket.open();
+  const asked = client.presence('chat:r-lobby');
+  const ask = socket.last('presence');
+  assert.deepEqual({ ...ask, ref: undefined }, { action: 'presence', group: 'chat:r-lobby', ref: undefined });
+  const reply = { type: 'presence', group: 'chat:r-lobby', members: [{ user: 'ann', devices: 2 }], ref: ask.ref };
+  socket.push(reply);
+  assert.deepEqual(await asked, reply);
+  socket.push({ type: 'member.online', group: 'chat:r-lobby', user: 'bo' });
+  socket.push({ type: 'member.offline', group: 'chat:r-lobby', user: 'ann' });
+  socket.push({ type: 'member.joined', group: 'chat:r-lobby', user: 'cy' });
+  socket.push({ type: 'member.left', group: 'chat:r-lobby', user: 'cy' });
+  assert.deepEqual(events.map((e) => [e.type, e.detail.user]), [
+    ['member.online', 'bo'], ['member.offline', 'ann'], ['member.joined', 'cy'], ['member.left', 'cy'],
+  ]);
+  await client.stop();
+});
+
+// ------------------------------------------------------------------ token refresh
+
+test('JWT helpers: exp without verification, refresh 60 s before or at 80 % of the life', () => {
+  const now = Date.UTC(2030, 0, 1);
+  const token = jwt({ sub: 'ann', exp: now / 1000 + 3600, name: 'Åse' });
+  assert.equal(tokenExpiry(token), now / 1000 + 3600);
+  assert.equal(decodeJwtPayload(token).name, 'Åse');
+  assert.equal(tokenExpiry('not-a-jwt'), null);
+  assert.equal(tokenExpiry(jwt({ sub: 'ann' })), null);
+  assert.equal(decodeJwtPayload('a.!!!.c'), null);
+  assert.equal(tokenRefreshDelay(now / 1000 + 12 * 3600, now), 34_560_000, '80 % of a long life');
+  assert.equal(tokenRefreshDelay(now / 1000 + 120, now), 60_000, '60 s before a short one');
+  assert.equal(tokenRefreshDelay(now / 1000 + 30, now), 0, 'due');
+  assert.equal(tokenRefreshDelay(now / 1000 - 5, now), 0, 'expired');
+  // 80 % of the life the token had when received, not of what is left now
+  assert.equal(tokenRefreshDelay(now / 1000 + 600, now + 400_000, now), 80_000);
+  assert.equal(tokenRefreshDelay(now / 1000 + 600, now + 500_000, now), 0);
+});
+
+/** A follower on virtual time whose tokens expire `lifeS` after they are made. */
+async function tokenClient({ lifeS = 600, respond, getToken: custom } = {}) {
+  const clock = new FakeClock();
+  let n = 0;
+  const issued = [];
+  const getToken =
+    custom ??
+    (async () => {
+      const token = jwt({ sub: 'ann', n: ++n, exp: Math.floor(clock.now() / 1000) + lifeS });
+      issued.push({ token, at: clock.now() });
+      return token;
+    });
+  const first = jwt({ sub: 'ann', n: 0, exp: Math.floor(clock.now() / 1000) + lifeS });
+  const browser = fakeBrowser({ locks: heldElsewhere(), env: clock.env(), respond });
+  const { client } = browser.tab(first, { getToken });
+  const events = record(client, 'token', 'authed', 'error');
+  client.start();
+  await waitFor(() => browser.sockets.length === 1, 'a socket');
+  return { clock, browser, client, events, issued, first, socket: browser.sockets[0] };
+}
+
+test('a token is refreshed before it expires and sent on the open socket; authed schedules the next', async () => {
+  const { clock, client, events, issued, first, socket } = await tokenClient({ lifeS: 600 });
+  assert.equal(socket.params.get('token'), first);
+  socket.open();
+  answerSnapshot(socket);
+  assert.equal(client.tokenExp, Math.floor(clock.now() / 1000) + 600);
+  await clock.advance(479_000); // 80 % of 600 s = 480 s (sooner than 540 s)
+  assert.equal(issued.length, 0);
+  await clock.advance(2_000);
+  assert.equal(issued.length, 1);
+  const auth = socket.last('auth');
+  assert.equal(auth.token, issued[0].token);
+  assert.deepEqual(events.map((e) => e.type), ['token']);
+  assert.equal(events[0].detail.exp, tokenExpiry(issued[0].token));
+  socket.push({ type: 'authed', exp: tokenExpiry(issued[0].token), ref: auth.ref });
+  await flush();
+  assert.deepEqual(events.map((e) => e.type), ['token', 'authed']);
+  assert.deepEqual(events[1].detail, { exp: tokenExpiry(issued[0].token) });
+
+  // The next one: 480 s after the first refresh.
+  await clock.advance(478_000);
+  assert.equal(issued.length, 1);
+  await clock.advance(3_000);
+  assert.equal(issued.length, 2);
+  assert.equal(socket.frames('auth').length, 2);
+  await client.stop();
+});
+
+test('a short-lived token is refreshed 60 s before its exp', async () => {
+  const { clock, client, issued, socket } = await tokenClient({ lifeS: 120 });
+  socket.open();
+  answerSnapshot(socket);
+  await clock.advance(59_000);
+  assert.equal(issued.length, 0);
+  await clock.advance(2_000);
+  assert.equal(issued.length, 1);
+  await client.stop();
+});
+
+test('a refused auth is retried with backoff', async () => {
+  const { clock, client, events, issued, socket } = await tokenClient({ lifeS: 3600 * 12 });
+  socket.open();
+  answerSnapshot(socket);
+  await clock.advance(0.8 * 12 * 3600 * 1000 + 1_000);
+  assert.equal(issued.length, 1);
+  socket.push({ type: 'error', code: 'unauthorized', message: 'bad token', action: 'auth', ref: socket.last('auth').ref });
+  await flush();
+  assert.deepEqual(events.filter((e) => e.type === 'error').map((e) => [e.detail.source, e.detail.code]), [['token', 'unauthorized']]);
+  await clock.advance(1_000); // the first retry within 1 s (full jitter), later ones up to a minute apart
+  assert.equal(issued.length, 2, 'retried');
+  socket.push({ type: 'authed', exp: tokenExpiry(issued[1].token), ref: socket.last('auth').ref });
+  await clock.advance(3_600_000);
+  assert.equal(issued.length, 2, 'accepted: the next refresh is hours away');
+  await client.stop();
+});
+
+test('token_expired: refresh at once, then the refused request is sent again (once)', async () => {
+  const { client, events, issued, socket } = await tokenClient();
+  socket.open();
+  answerSnapshot(socket);
+  const join = client.join('chat:r-lobby');
+  const first = socket.last('join');
+  socket.push({ type: 'error', code: 'token_expired', message: 'expired', action: 'join', ref: first.ref });
+  await flush();
+  assert.equal(issued.length, 1);
+  const auth = socket.last('auth');
+  assert.equal(auth.token, issued[0].token);
+  assert.equal(socket.frames('join').length, 1, 'not again before authed');
+  socket.push({ type: 'authed', exp: tokenExpiry(issued[0].token), ref: auth.ref });
+  await flush();
+  const again = socket.last('join');
+  assert.notEqual(again.ref, first.ref);
+  socket.push({ type: 'joined', group: 'chat:r-lobby', ref: again.ref });
+  assert.equal((await join).type, 'joined');
+  assert.equal(events.filter((e) => e.type === 'error').length, 0, 'the app saw nothing');
+
+  // A second refusal of the retried frame is the app's.
+  const send = client.send('chat:r-lobby', 'x');
+  socket.push({ type: 'error', code: 'token_expired', message: 'expired', action: 'send', ref: socket.last('send').ref });
+  await flush();
+  socket.push({ type: 'authed', exp: 1, ref: socket.last('auth').ref });
+  await flush();
+  socket.push({ type: 'error', code: 'token_expired', message: 'expired', action: 'send', ref: socket.last('send').ref });
+  await assert.rejects(send, (e) => e.code === 'token_expired');
+  await client.stop();
+});
+
+test('a one-way frame refused with token_expired (no ref) refreshes at once', async () => {
+  const { client, events, issued, socket } = await tokenClient();
+  socket.open();
+  answerSnapshot(socket);
+  socket.push({ type: 'error', code: 'token_expired', message: 'expired', action: 'visibility' });
+  socket.push({ type: 'error', code: 'token_expired', message: 'expired', action: 'heartbeat' });
+  await flush();
+  assert.equal(issued.length, 1, 'one refresh for both');
+  assert.equal(socket.frames('auth').length, 1);
+  assert.equal(events.filter((e) => e.type === 'error' && e.detail.code === 'token_expired').length, 2);
+  await client.stop();
+});
+
+test('reconnects and HTTP heartbeats use the newest token; a token due at reconnect is refreshed first', async () => {
+  const clock = new FakeClock();
+  let n = 0;
+  const getToken = async () => jwt({ sub: 'ann', n: ++n, exp: Math.floor(clock.now() / 1000) + 600 });
+  const browser = fakeBrowser({ env: clock.env() }); // this tab leads
+  const { client } = browser.tab(jwt({ sub: 'ann', n: 0, exp: Math.floor(clock.now() / 1000) + 600 }), { getToken });
+  client.start();
+  await clock.advance(10);
+  const [socket] = browser.sockets;
+  socket.open();
+  answerSnapshot(socket);
+  await clock.advance(481_000);
+  const fresh = socket.last('auth').token;
+  assert.equal(decodeJwtPayload(fresh).n, 1);
+  socket.push({ type: 'authed', exp: tokenExpiry(fresh), ref: socket.last('auth').ref });
+
+  socket.drop(); // the leader beats over HTTP at once, with the new token
+  await flush();
+  assert.equal(browser.calls.at(-1).auth, `Bearer ${fresh}`);
+  await clock.advance(10);
+  const second = browser.sockets[1];
+  assert.equal(second.params.get('token'), fresh);
+
+  // Closed for long: the token is due when the reconnect comes, so a fresh one first.
+  second.drop();
+  await clock.advance(0);
+  clock.freeze(500_000);
+  await clock.advance(10);
+  const third = browser.sockets.at(-1);
+  assert.equal(decodeJwtPayload(third.params.get('token')).n, 2);
+  await client.stop();
+});
+
+test('a token refreshed while the socket was connecting is sent right after open', async () => {
+  const { client, clock, browser, issued, socket } = await tokenClient({ lifeS: 600 });
+  socket.open();
+  socket.drop();
+  await clock.advance(490_000); // refreshed while closed
+  assert.equal(issued.length, 1);
+  const next = browser.sockets.at(-1);
+  next.open();
+  assert.equal(next.sent[0].action, 'auth');
+  assert.equal(next.sent[0].token, issued[0].token);
+  await client.stop();
+});
+
+test('setToken uses a token at once: auth on the open socket, null when closed', async () => {
+  const { client, socket } = await connected();
+  await assert.rejects(client.setToken(''), (e) => e.code === 'bad_request');
+  socket.open();
+  const token = jwt({ sub: 'ann', exp: 4_000_000_000 });
+  const events = record(client, 'token', 'authed');
+  const done = client.setToken(token);
+  const auth = socket.last('auth');
+  assert.equal(auth.token, token);
+  socket.push({ type: 'authed', exp: 4_000_000_000, ref: auth.ref });
+  assert.equal((await done).exp, 4_000_000_000);
+  assert.deepEqual(events.map((e) => [e.type, e.detail.exp]), [['token', 4_000_000_000], ['authed', 4_000_000_000]]);
+  assert.equal(client.tokenExp, 4_000_000_000);
+  socket.drop();
+  assert.equal(await client.setToken(jwt({ sub: 'ann', exp: 4_000_000_001 })), null);
+  await client.stop();
 });
