@@ -4,10 +4,11 @@
 // PresenceClient (one WebSocket per tab; the leader tab's carries the heartbeats, with HTTP as
 // the fallback).
 import { PresenceClient } from './presence-client.js';
+import { FacilityHistory, HistoryApi } from './facility.js';
+import { LobbyChat, resetChatView } from './chat.js';
 
 const USER_KEY = 'presence.user'; // sessionStorage: the signed-in user of this tab
 const LOG_LIMIT = 200;
-const CHAT_LIMIT = 200;
 const SIM_POLL_MS = 10_000;
 
 const $ = (id) => document.getElementById(id);
@@ -18,8 +19,8 @@ let config = null;
 const dir = { regions: new Map(), users: new Map(), facilityNames: new Map(), list: null };
 /**
  * The signed-in session, or null.
- * @type {null | {user: any, region: any, client: PresenceClient, chatGroup: string,
- *   chatState: 'joined'|'left', members: Set<string>, tiles: Map<string, HTMLElement>,
+ * @type {null | {user: any, region: any, client: PresenceClient, chat: LobbyChat,
+ *   tiles: Map<string, HTMLElement>,
  *   timers: any[]}}
  */
 let session = null;
@@ -231,16 +232,27 @@ async function signIn(userId) {
     user,
     region,
     client,
-    chatGroup: `chat:${region.id}-lobby`,
-    chatState: 'left',
-    members: new Set(),
+    // the lobby chat (chat.js): history on joining, who is online, recovered messages
+    chat: new LobbyChat({ client, group: `chat:${region.id}-lobby`, self: user.id, userName, log: addLog }),
     tiles: new Map(),
     timers: [],
+    // tile timelines and the facility view (#facility/{id}); `?history_page_size=` for tests
+    history: new FacilityHistory({
+      api: new HistoryApi({ getToken, token }),
+      board: client.board,
+      facilityName,
+      userName,
+      view: $('facility-view'),
+      boardSection: $('board'),
+      pageSize: Number(new URL(window.location.href).searchParams.get('history_page_size')) || undefined,
+    }),
   };
   renderDashboard(session);
   wireClient(session);
   setView('dashboard');
   client.start();
+  session.history.start();
+  session.history.route(window.location.hash);
   session.timers.push(setInterval(() => refreshTimes(), 1000));
   session.timers.push(setInterval(() => refreshSimulation(), SIM_POLL_MS));
   refreshSimulation();
@@ -253,6 +265,8 @@ async function signOut() {
   session = null; // events from the old client are ignored from here on
   $('sign-out').disabled = true;
   for (const timer of current.timers) clearInterval(timer);
+  current.history.stop();
+  current.chat.stop();
   try {
     await current.client.stop(); // says "ended" when this is the browser's last tab
   } finally {
@@ -276,11 +290,10 @@ function renderDashboard(s) {
     el('span', { class: 'muted', text: ` · ${facilityName(s.user.facility)} · ${s.region.name}` }),
   );
   $('region-name').textContent = s.region.name;
-  $('chat-group').textContent = s.chatGroup;
   const tiles = $('tiles');
   tiles.replaceChildren();
   for (const facility of s.region.facilities ?? []) addTile(s, facility.id, facility.name);
-  setChatState('left');
+  s.chat.start();
   setConnection({ state: 'connecting', attempt: 0 });
   $('leader').hidden = true;
   delete $('leader').dataset.via;
@@ -290,16 +303,13 @@ function renderDashboard(s) {
 function resetDashboard() {
   $('tiles').replaceChildren();
   $('log').replaceChildren();
-  $('chat-messages').replaceChildren();
-  $('chat-members').textContent = '';
-  $('chat-input').value = '';
+  resetChatView();
   $('summary').textContent = '';
   $('sim-count').textContent = '';
   $('sim-count').dataset.count = '0';
   $('sim-error').textContent = '';
   $('leader').hidden = true;
   delete $('leader').dataset.via;
-  setChatState('left');
   setConnection({ state: 'closed', attempt: 0 });
 }
 
@@ -310,7 +320,8 @@ function addTile(s, id, name) {
     el(
       'div',
       { class: 'tile-head' },
-      el('h3', { class: 'tile-name', text: name }),
+      // the link covers the whole tile: a click anywhere opens the facility view
+      el('h2', { class: 'tile-name' }, el('a', { class: 'tile-link', href: `#facility/${encodeURIComponent(id)}`, text: name })),
       id === s.user.facility ? el('span', { class: 'tile-you', text: 'You' }) : null,
     ),
     el(
@@ -329,6 +340,7 @@ function addTile(s, id, name) {
   tile.addEventListener('animationend', () => tile.classList.remove('changed'));
   s.tiles.set(id, tile);
   $('tiles').append(tile);
+  s.history.attachTile(tile, id);
   return tile;
 }
 
@@ -393,58 +405,7 @@ function addLog(kind, text, at = Date.now()) {
   while (log.children.length > LOG_LIMIT) log.lastElementChild.remove();
 }
 
-// ------------------------------------------------------------------ chat
-
-function setChatState(state) {
-  if (session) session.chatState = state;
-  const node = $('chat-state');
-  node.textContent = state;
-  node.dataset.state = state;
-  const joined = state === 'joined';
-  $('chat-join').disabled = joined;
-  $('chat-leave').disabled = !joined;
-  $('chat-input').disabled = !joined;
-  $('chat-send').disabled = !joined;
-  $('chat-input').placeholder = joined ? 'Write a message' : 'Join to send messages';
-  if (!joined) $('chat-members').textContent = '';
-}
-
-function addChat(kind, text, { from = null, at = Date.now() } = {}) {
-  const list = $('chat-messages');
-  const item = el(
-    'li',
-    { class: `chat-entry chat-${kind}`, dataset: { kind, from } },
-    el('time', { datetime: new Date(at).toISOString(), text: logTime(at) }),
-    from ? el('strong', { class: 'chat-from', text: userName(from) }) : null,
-    el('span', { class: 'chat-text', text }),
-  );
-  list.append(item);
-  while (list.children.length > CHAT_LIMIT) list.firstElementChild.remove();
-  list.scrollTop = list.scrollHeight;
-}
-
-function showMembers(s) {
-  if (s.chatState !== 'joined') return;
-  const names = [...s.members].map(userName).sort((a, b) => a.localeCompare(b));
-  $('chat-members').textContent = names.length ? `In the lobby: ${names.join(', ')}` : '';
-}
-
-async function loadMembers(s) {
-  try {
-    const reply = await s.client.members(s.chatGroup);
-    if (session !== s) return;
-    s.members = new Set(reply.users ?? []);
-    showMembers(s);
-  } catch {
-    /* a list is a nicety; the events keep it current */
-  }
-}
-
-function messageText(data) {
-  if (typeof data === 'string') return data;
-  if (data && typeof data.text === 'string') return data.text;
-  return JSON.stringify(data);
-}
+// The lobby chat is chat.js (LobbyChat).
 
 // ------------------------------------------------------------------ client events
 
@@ -490,58 +451,15 @@ function wireClient(s) {
     for (const status of applied) showStatus(s, status);
     updateSummary();
     refreshTimes();
+    s.history.redraw();
   });
 
   on('status', (status) => {
     if (!showStatus(s, status, { flash: true })) return;
     updateSummary();
+    s.history.statusChanged(status.facility_id);
     const sessions = status.status === 'online' ? ` (${plural(status.online_sessions ?? 0, 'session')})` : '';
     addLog('status', `${facilityName(status.facility_id)} is ${status.status}${sessions}`);
-  });
-
-  on('joined', ({ group }) => {
-    if (group !== s.chatGroup) return;
-    const wasLeft = s.chatState !== 'joined';
-    setChatState('joined');
-    if (wasLeft) {
-      addChat('notice', 'You joined the lobby');
-      addLog('chat', `You joined ${group}`);
-    }
-    loadMembers(s);
-  });
-
-  on('left', ({ group }) => {
-    if (group !== s.chatGroup) return;
-    const wasJoined = s.chatState === 'joined';
-    setChatState('left');
-    s.members.clear();
-    if (wasJoined) {
-      addChat('notice', 'You left the lobby');
-      addLog('chat', `You left ${group}`);
-    }
-  });
-
-  on('member.joined', ({ group, user }) => {
-    if (group !== s.chatGroup) return;
-    s.members.add(user);
-    showMembers(s);
-    addChat('notice', `${userName(user)} joined`);
-    addLog('chat', `${userName(user)} joined ${group}`);
-  });
-
-  on('member.left', ({ group, user }) => {
-    if (group !== s.chatGroup) return;
-    s.members.delete(user);
-    showMembers(s);
-    addChat('notice', `${userName(user)} left`);
-    addLog('chat', `${userName(user)} left ${group}`);
-  });
-
-  on('message', ({ group, from, data }) => {
-    if (group !== s.chatGroup) return;
-    const text = messageText(data);
-    addChat('message', text, { from });
-    addLog('chat', `${userName(from)}: ${text}`);
   });
 
   on('error', (detail) => {
@@ -604,48 +522,8 @@ $('sign-in-form').addEventListener('submit', (event) => {
 });
 
 $('sign-out').addEventListener('click', () => signOut());
+window.addEventListener('hashchange', () => session?.history.route(window.location.hash));
 $('boot-retry').addEventListener('click', () => boot());
-
-$('chat-join').addEventListener('click', () => {
-  const s = session;
-  if (!s) return;
-  s.client.join(s.chatGroup).catch((error) => {
-    if (session !== s) return;
-    // Not connected yet: the client joins as soon as the socket opens.
-    const text = error.code === 'not_connected' ? 'Not connected; joining when the connection is back' : error.message;
-    addChat('notice', text);
-    addLog('error', `join: ${text}`);
-  });
-});
-
-$('chat-leave').addEventListener('click', () => {
-  const s = session;
-  if (!s) return;
-  s.client.leave(s.chatGroup).catch((error) => {
-    if (session !== s) return;
-    const text = error.code === 'not_connected' ? 'Not connected; leaving when the connection is back' : error.message;
-    addChat('notice', text);
-    addLog('error', `leave: ${text}`);
-  });
-});
-
-$('chat-form').addEventListener('submit', (event) => {
-  event.preventDefault();
-  const s = session;
-  const input = $('chat-input');
-  const text = input.value.trim();
-  if (!s || !text || s.chatState !== 'joined') return;
-  // others: false — this socket gets the message back like every other device, so
-  // the list shows exactly what the group saw.
-  s.client.send(s.chatGroup, { text }, { others: false }).then(
-    () => {
-      if (input.value.trim() === text) input.value = '';
-    },
-    (error) => {
-      if (session === s) addChat('notice', `Not sent: ${error.message}`);
-    },
-  );
-});
 
 $('sim-start').addEventListener('click', () => simulation('POST'));
 $('sim-stop').addEventListener('click', () => simulation('DELETE'));
