@@ -287,10 +287,17 @@ async fn history_read_events() {
         end_ms: t + 3_000_000,
         reason: "ended".into(),
     }));
+    // haukeland-ed, of another region (vestland): only the backend reads it.
+    let haukeland = FacilityStatus {
+        region: RegionId::parse("vestland").unwrap(),
+        ..flip("haukeland-ed", Status::Online, t + 300_000, 1)
+    };
+    entries.push(JournalEntry::Flip(haukeland.clone()));
     store.append_history(&entries, t).await.unwrap();
     for (i, f) in [
         flip("st-olav-icu", Status::Online, t + 1_200_000, 3),
         flip("st-olav-er", Status::Offline, t - 60_000, 4),
+        haukeland,
     ]
     .into_iter()
     .enumerate()
@@ -307,8 +314,11 @@ async fn history_read_events() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let expected = match name.as_str() {
             "region" | "history" | "sessions" | "availability" | "authorizer" => 200,
+            // The backend (IAM identity in the context) reads another region.
+            "admin-region" | "admin-history" => 200,
             "bad-range" => 400,
-            "no-token" => 401,
+            // An admin path without an IAM identity: a user's token does not open it.
+            "no-token" | "admin-no-iam" => 401,
             "other-region" => 403,
             "unknown-facility" => 404,
             other => panic!("no expectation for events/history-read/{other}.json"),
@@ -333,6 +343,20 @@ async fn history_read_events() {
             }
             // Claims from the authorizer (porter-bo at st-olav-er): offline all hour.
             "authorizer" => assert_eq!(body["online_share"], 0.0, "{body}"),
+            "admin-region" => {
+                assert_eq!(body["region"], "vestland", "{body}");
+                assert_eq!(
+                    body["facilities"][0]["facility_id"], "haukeland-ed",
+                    "{body}"
+                );
+            }
+            "admin-history" => {
+                assert_eq!(body["facility_id"], "haukeland-ed", "{body}");
+                assert_eq!(body["flips"][0]["since_ms"], t + 300_000, "{body}");
+            }
+            "admin-no-iam" | "no-token" => {
+                assert_eq!(body["error"]["code"], "unauthorized", "{name}: {body}")
+            }
             _ => {}
         }
     }

@@ -1,6 +1,8 @@
 //! The history read API (functions/history-read): every route through the function's own
 //! handler, on the in-memory facilities table and on the DynamoDB adapter (the emulator),
-//! and through the local stack's HTTP API after real heartbeats.
+//! and through the local stack's HTTP API after real heartbeats. The backend's routes under
+//! `/v1/admin/` (IAM authorization, every region) too: through the handler with an IAM
+//! identity in the request context, and through the local stack with its admin key.
 
 use presence::auth::Authenticator;
 use presence::facilities::{FacilityStore, MemoryFacilityStore};
@@ -137,6 +139,34 @@ impl Api {
 
     async fn get(&self, uri: &str) -> (u16, Value) {
         self.get_as(Some(&self.token.clone()), uri).await
+    }
+
+    /// `GET uri` as API Gateway passes a request it authorized with IAM: the caller's identity
+    /// in `requestContext.authorizer.iam`, no token.
+    async fn get_signed(&self, uri: &str) -> (u16, Value) {
+        use lambda_http::RequestExt;
+        use lambda_http::request::RequestContext;
+        let ctx = serde_json::from_value(serde_json::json!({
+            "http": {"method": "GET", "path": uri, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.20"},
+            "authorizer": {"iam": {
+                "accessKey": "AKIAIOSFODNN7EXAMPLE", "accountId": "123456789012",
+                "callerId": "AIDAJQABLZS4A3QDU576Q",
+                "userArn": "arn:aws:iam::123456789012:user/presence-backend",
+                "userId": "AIDAJQABLZS4A3QDU576Q"
+            }}
+        }))
+        .unwrap();
+        let req = lambda_http::http::Request::builder()
+            .method("GET")
+            .uri(format!("https://api.example{uri}"))
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+            .with_request_context(RequestContext::ApiGatewayV2(ctx));
+        let resp = history_read::handle(&self.reader, req).await;
+        let status = resp.status().as_u16();
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let body: Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
+        (status, body)
     }
 
     /// A 400 whose message names `what`.
@@ -352,6 +382,102 @@ async fn check_routes(store: Arc<dyn FacilityStore>) {
             "{route}"
         );
     }
+    // The backend's routes: every region, with the same answers as a user of that region.
+    let (code, body) = api.get_signed("/v1/admin/regions/west/facilities").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["region"], "west");
+    assert_eq!(body["facilities"][0]["facility_id"], "bergen", "{body}");
+    let (code, body) = api.get_signed("/v1/admin/regions/north/facilities").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["facilities"].as_array().unwrap().len(), 2, "{body}");
+    for route in [
+        format!("/v1/facilities/bergen/history?{r}"),
+        format!("/v1/facilities/bergen/sessions?at={T0}"),
+        format!("/v1/facilities/bergen/availability?{r}"),
+        format!("/v1/facilities/icu/history?{r}&limit=1"),
+        format!("/v1/facilities/icu/sessions?at={}", T0 + 10 * 60_000),
+    ] {
+        let admin = route.replacen("/v1/", "/v1/admin/", 1);
+        let (code, body) = api.get_signed(&admin).await;
+        assert_eq!(code, 200, "{admin}: {body}");
+        if route.contains("/icu/") {
+            assert_eq!(api.get(&route).await, (code, body), "{route}");
+        }
+    }
+    let (_, body) = api
+        .get_signed(&format!("/v1/admin/facilities/bergen/history?{r}"))
+        .await;
+    assert_eq!(body["facility_id"], "bergen");
+    let (_, body) = api
+        .get_signed(&format!(
+            "/v1/admin/facilities/icu/sessions?at={}",
+            T0 + 10 * 60_000
+        ))
+        .await;
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 2, "{body}");
+    // The same validation, and 404s.
+    for (uri, status, code) in [
+        (
+            format!("/v1/admin/facilities/icu/history?from={T0}&to={T0}"),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("/v1/admin/facilities/icu/history?{r}&page=2"),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/admin/facilities/bergen/sessions".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/admin/regions/a%20b/facilities".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("/v1/admin/facilities/nowhere/history?{r}"),
+            404,
+            "not_found",
+        ),
+        (
+            "/v1/admin/facilities/bergen/nothing".into(),
+            404,
+            "not_found",
+        ),
+    ] {
+        let (got, body) = api.get_signed(&uri).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{uri}: {body}"
+        );
+    }
+    // Without an IAM identity a backend route is 401, whatever token comes with it; with one,
+    // a user route still wants a token, and checks its region.
+    for token in [Some(api.token.clone()), None] {
+        let (code, body) = api
+            .get_as(token.as_deref(), "/v1/admin/regions/north/facilities")
+            .await;
+        assert_eq!(
+            (code, body["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{body}"
+        );
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("IAM"),
+            "{body}"
+        );
+    }
+    let (code, _) = api.get_signed("/v1/regions/west/facilities").await;
+    assert_eq!(code, 401);
+    let (code, _) = api
+        .get_signed(&format!("/v1/facilities/bergen/history?{r}"))
+        .await;
+    assert_eq!(code, 401);
+
     // A facility with no status item: 404.
     let (code, body) = api
         .get(&format!("/v1/facilities/nowhere/history?{r}"))
@@ -463,5 +589,213 @@ async fn history_routes_on_the_local_stack() {
     assert_eq!(code, 403, "{body}");
     let billing = stack.billing();
     assert!(billing.invocations("history-read") >= 3, "{billing:#?}");
+    stack.shutdown().await;
+}
+
+/// The backend's routes on the local stack: `/v1/admin/...` with the admin key (which stands
+/// in for IAM authorization) reads facilities of every region through history-read; without
+/// the key, with a wrong one or with only a user's token it is 401; the user routes still
+/// refuse another region.
+#[tokio::test]
+async fn backend_reads_every_region_on_the_local_stack() {
+    use presence::config::Env;
+    use presence_local::stack::{DEFAULT_ADMIN_API_KEY, LocalStack, StackOptions};
+    let options = StackOptions {
+        http_port: 0,
+        ws_port: 0,
+        ..StackOptions::default()
+    };
+    let env = Env::from_pairs([("ROLLUP_SCHEDULE_SECONDS", "1")]);
+    let stack = LocalStack::start(&env, options).await.unwrap();
+    let url = stack.http_url.clone();
+    let bearer = |user: &str, facility: &str, region: &str| {
+        format!(
+            "Bearer {}",
+            token(DEV_SECRET.as_bytes(), user, facility, region)
+        )
+    };
+    // A user in trondelag, another in vestland; each sends a heartbeat at their facility.
+    let north = bearer("nurse-ann", "adm-olav-icu", "trondelag");
+    let west = bearer("porter-bo", "adm-haukeland-ed", "vestland");
+    let start = presence::now_ms();
+    for auth in [&north, &west] {
+        let (code, body) = http(
+            "POST",
+            &format!("{url}/v1/heartbeats"),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            r#"{"session_id":"tab-1"}"#,
+        )
+        .await;
+        assert_eq!(code, 202, "{body}");
+    }
+    let key = [("x-presence-admin-key", DEFAULT_ADMIN_API_KEY)];
+    let get = |path: String, headers: Vec<(&'static str, String)>| {
+        let url = url.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (code, body) = http("GET", &format!("{url}{path}"), &headers, "").await;
+            let v: Value =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
+            (code, v)
+        }
+    };
+    let admin = || vec![(key[0].0, key[0].1.to_owned())];
+    // The admin key reads both regions once the rollup has persisted the statuses.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for (region, facility) in [
+        ("trondelag", "adm-olav-icu"),
+        ("vestland", "adm-haukeland-ed"),
+    ] {
+        loop {
+            let (code, body) = get(format!("/v1/admin/regions/{region}/facilities"), admin()).await;
+            assert_eq!(code, 200, "{body}");
+            assert_eq!(body["region"], region);
+            let listed = body["facilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["facility_id"] == facility && f["status"] == "online");
+            if listed {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{facility} not persisted: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    let range = format!("from={}&to={}", start - 60_000, presence::now_ms() + 60_000);
+    // A facility of another region than the user's token: the backend reads it...
+    let (code, body) = get(
+        format!("/v1/admin/facilities/adm-haukeland-ed/history?{range}"),
+        admin(),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["facility_id"], "adm-haukeland-ed");
+    assert_eq!(body["flips"][0]["status"], "online", "{body}");
+    let (code, body) = get(
+        format!("/v1/admin/facilities/adm-haukeland-ed/availability?{range}"),
+        admin(),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["flips"], 1, "{body}");
+    let (code, body) = get(
+        format!("/v1/admin/facilities/adm-olav-icu/sessions?at={start}"),
+        admin(),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["facility_id"], "adm-olav-icu");
+    // ...the user of trondelag may not, on the user routes (403), for the listing and for the
+    // facility; nor the other way round.
+    let as_user = |auth: &str| vec![("authorization", auth.to_owned())];
+    for (auth, path) in [
+        (&north, "/v1/regions/vestland/facilities".to_owned()),
+        (
+            &north,
+            format!("/v1/facilities/adm-haukeland-ed/history?{range}"),
+        ),
+        (
+            &north,
+            format!("/v1/facilities/adm-haukeland-ed/sessions?at={start}"),
+        ),
+        (
+            &north,
+            format!("/v1/facilities/adm-haukeland-ed/availability?{range}"),
+        ),
+        (&west, "/v1/regions/trondelag/facilities".to_owned()),
+        (
+            &west,
+            format!("/v1/facilities/adm-olav-icu/history?{range}"),
+        ),
+    ] {
+        let (code, body) = get(path.clone(), as_user(auth)).await;
+        assert_eq!(
+            (code, body["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}: {body}"
+        );
+    }
+    // A user's own region still reads.
+    let (code, _) = get("/v1/regions/vestland/facilities".into(), as_user(&west)).await;
+    assert_eq!(code, 200);
+    // The admin key counts for nothing on the user routes: no token, 401.
+    let (code, _) = get("/v1/regions/vestland/facilities".into(), admin()).await;
+    assert_eq!(code, 401);
+
+    // The admin routes without the key, with a wrong one, or with a user's token only: 401,
+    // before history-read is invoked.
+    let invoked = stack.billing().invocations("history-read");
+    let admin_path = format!("/v1/admin/facilities/adm-haukeland-ed/history?{range}");
+    for headers in [
+        vec![],
+        vec![("x-presence-admin-key", "not-the-admin-key".to_owned())],
+        as_user(&west),
+        as_user(&north),
+    ] {
+        let (code, body) = get(admin_path.clone(), headers.clone()).await;
+        assert_eq!(
+            (code, body["error"]["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{headers:?}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("x-presence-admin-key"),
+            "{body}"
+        );
+    }
+    assert_eq!(stack.billing().invocations("history-read"), invoked);
+
+    // Same validation as the user routes; only GET; unknown routes are 404 without a function.
+    for (path, status, code) in [
+        (
+            "/v1/admin/facilities/adm-haukeland-ed/history?from=1&to=2".to_owned(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/admin/facilities/adm-haukeland-ed/sessions".to_owned(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("/v1/admin/facilities/adm-nowhere/history?{range}"),
+            404,
+            "not_found",
+        ),
+        (
+            "/v1/admin/regions/vestland/facilities?page=2".to_owned(),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let (got, body) = get(path.clone(), admin()).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+    }
+    let invoked = stack.billing().invocations("history-read");
+    for (method, path) in [
+        ("POST", "/v1/admin/regions/vestland/facilities"),
+        ("DELETE", "/v1/admin/facilities/adm-haukeland-ed/history"),
+        ("GET", "/v1/admin/facilities/adm-haukeland-ed/nothing"),
+        ("GET", "/v1/admin/regions/vestland/facilities/"),
+    ] {
+        let (code, body) = http(method, &format!("{url}{path}"), &key, "").await;
+        assert_eq!(code, 404, "{method} {path}: {body}");
+    }
+    assert_eq!(stack.billing().invocations("history-read"), invoked);
     stack.shutdown().await;
 }

@@ -23,13 +23,15 @@
 //!
 //! Authorization is API Gateway's (`AuthorizationType: AWS_IAM` on every route, so only a
 //! caller whose IAM policy allows `execute-api:Invoke` on the route gets through); the
-//! function also refuses a request whose context carries no IAM identity ([`iam_caller`]), so
-//! a route left without IAM authorization cannot open the API.
+//! function also refuses a request whose context carries no IAM identity
+//! ([`crate::http_api::iam_caller`]), so a route left without IAM authorization cannot open the
+//! API. The backend's reads of facility status and history, `GET /v1/admin/regions/...` and
+//! `GET /v1/admin/facilities/...`, are history-read's ([`crate::history`]), authorized the same
+//! way.
 
 use crate::hub::{ActionError, Hub, HubError, MAX_DATA_BYTES};
 use crate::ids::{IdError, UserId};
 use crate::protocol::{ErrorBody, Group};
-use aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use serde_json::{Map, Value, json};
 
 /// The largest request body (413 above it).
@@ -492,22 +494,6 @@ impl Request {
     }
 }
 
-/// The IAM caller of a request API Gateway authorized with `AWS_IAM`
-/// (`requestContext.authorizer.iam`): its ARN, else its caller id or access key. `None` when
-/// the request carries no IAM identity (the route is not IAM-authorized).
-pub fn iam_caller(ctx: &ApiGatewayV2httpRequestContext) -> Option<String> {
-    let iam = ctx.authorizer.as_ref()?.iam.as_ref()?;
-    [&iam.user_arn, &iam.caller_id, &iam.access_key]
-        .into_iter()
-        .flatten()
-        .find(|s| !s.is_empty())
-        .cloned()
-}
-
-/// What a request without an IAM identity is told.
-pub const NO_IAM_IDENTITY: &str = "the admin API takes requests signed with AWS credentials (SigV4) \
-    through routes with IAM authorization; this request carries no IAM identity";
-
 /// The admin service: the hub the WebSocket functions share, driven by the team's backend.
 #[derive(Debug, Clone)]
 pub struct AdminApi {
@@ -798,32 +784,5 @@ mod tests {
             403
         );
         assert_eq!(AdminError::TooLarge(70_000).code(), "body_too_large");
-    }
-
-    #[test]
-    fn the_caller_is_the_iam_identity() {
-        let ctx = |authorizer: Value| -> ApiGatewayV2httpRequestContext {
-            serde_json::from_value(json!({
-                "http": {"method": "GET", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4"},
-                "authorizer": authorizer
-            }))
-            .unwrap()
-        };
-        let signed = ctx(json!({"iam": {
-            "accessKey": "AKIA", "accountId": "123456789012", "callerId": "AIDA",
-            "userArn": "arn:aws:iam::123456789012:user/backend", "userId": "AIDA"
-        }}));
-        assert_eq!(
-            iam_caller(&signed).as_deref(),
-            Some("arn:aws:iam::123456789012:user/backend")
-        );
-        assert_eq!(
-            iam_caller(&ctx(
-                json!({"jwt": {"claims": {"sub": "x"}, "scopes": null}})
-            )),
-            None
-        );
-        assert_eq!(iam_caller(&ctx(Value::Null)), None);
-        assert_eq!(iam_caller(&ctx(json!({"iam": {}}))), None);
     }
 }

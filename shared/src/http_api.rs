@@ -1,5 +1,6 @@
-//! What the two HTTP API functions (heartbeat-ingest, history-read) share: the claims of an
-//! API Gateway JWT authorizer, and the JSON response every route answers with.
+//! What the HTTP API functions (heartbeat-ingest, history-read, admin-api) share: the claims
+//! of an API Gateway JWT authorizer, the IAM caller of a route with IAM authorization, and the
+//! JSON response every route answers with.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use aws_lambda_events::http;
@@ -20,6 +21,22 @@ pub fn authorizer_claims(ctx: &ApiGatewayV2httpRequestContext) -> Option<Map<Str
     )
 }
 
+/// The IAM caller of a request API Gateway authorized with `AWS_IAM`
+/// (`requestContext.authorizer.iam`): its ARN, else its caller id or access key. `None` when
+/// the request carries no IAM identity (the route is not IAM-authorized).
+pub fn iam_caller(ctx: &ApiGatewayV2httpRequestContext) -> Option<String> {
+    let iam = ctx.authorizer.as_ref()?.iam.as_ref()?;
+    [&iam.user_arn, &iam.caller_id, &iam.access_key]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.is_empty())
+        .cloned()
+}
+
+/// What a request to a route under `/v1/admin/` without an IAM identity is told.
+pub const NO_IAM_IDENTITY: &str = "the admin API takes requests signed with AWS credentials (SigV4) \
+    through routes with IAM authorization; this request carries no IAM identity";
+
 /// A JSON response that is never cached, with `Retry-After` when given.
 pub fn json_response(
     status: u16,
@@ -34,4 +51,35 @@ pub fn json_response(
         b = b.header("retry-after", s.to_string());
     }
     b.body(body).expect("static headers are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_caller_is_the_iam_identity() {
+        let ctx = |authorizer: Value| -> ApiGatewayV2httpRequestContext {
+            serde_json::from_value(json!({
+                "http": {"method": "GET", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4"},
+                "authorizer": authorizer
+            }))
+            .unwrap()
+        };
+        let signed = ctx(json!({"iam": {
+            "accessKey": "AKIA", "accountId": "123456789012", "callerId": "AIDA",
+            "userArn": "arn:aws:iam::123456789012:user/backend", "userId": "AIDA"
+        }}));
+        assert_eq!(
+            iam_caller(&signed).as_deref(),
+            Some("arn:aws:iam::123456789012:user/backend")
+        );
+        let jwt = ctx(json!({"jwt": {"claims": {"sub": "x"}, "scopes": null}}));
+        assert_eq!(iam_caller(&jwt), None);
+        assert!(authorizer_claims(&jwt).is_some());
+        assert_eq!(authorizer_claims(&signed), None);
+        assert_eq!(iam_caller(&ctx(Value::Null)), None);
+        assert_eq!(iam_caller(&ctx(json!({"iam": {}}))), None);
+    }
 }

@@ -589,6 +589,49 @@ test('the history read API: every route answers 200 and its errors as documented
   assert.equal((await call('getFacilityAvailability', { params: { facility: 'apidocs-hist' }, headers: elsewhere, query: range })).status, 403);
   assert.equal((await call('getFacilityAvailability', { params: { facility: 'apidocs-never-seen' }, headers: bearer, query: range })).status, 404);
   assert.equal((await call('getFacilityAvailability', { params: { facility: 'apidocs-hist' }, query: range })).status, 401);
+
+  // the backend's reads under /v1/admin/ (IAM in AWS; the admin key stands in for it here):
+  // the same answers, for any region, the one the `elsewhere` token may not read included
+  const key = { 'x-presence-admin-key': ADMIN_KEY };
+  r = await call('adminGetRegionFacilities', { params: { region: REGION }, headers: key });
+  assert.equal(r.status, 200);
+  const hist = (body) => body.facilities.find((f) => f.facility_id === 'apidocs-hist');
+  assert.deepEqual(hist(r.body), hist((await call('getRegionFacilities', { params: { region: REGION }, headers: bearer })).body));
+  r = await call('adminGetRegionFacilities', { params: { region: OTHER_REGION }, headers: key });
+  assert.equal(r.status, 200);
+  assert.equal(r.body.region, OTHER_REGION);
+  r = await call('adminGetFacilityHistory', { params: { facility: 'apidocs-hist' }, headers: key, query: { ...range, limit: '1' } });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.body, pages[0]);
+  r = await call('adminGetFacilityHistory', { params: { facility: 'apidocs-hist' }, headers: key, query: { ...range, limit: '1', cursor: r.body.cursor } });
+  assert.deepEqual(r.body, pages[1]);
+  r = await call('adminGetFacilitySessions', { params: { facility: 'apidocs-hist' }, headers: key, query: { at: String(mid) } });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.body, sessions.body);
+  r = await call('adminGetFacilityAvailability', { params: { facility: 'apidocs-hist' }, headers: key, query: range });
+  assert.equal(r.status, 200);
+  assert.ok(r.body.flips >= 2);
+  // the same validation
+  assert.equal((await call('adminGetRegionFacilities', { params: { region: REGION }, headers: key, query: { page: '2' } })).status, 400);
+  assert.equal((await call('adminGetRegionFacilities', { params: { region: 'not a region' }, headers: key })).status, 400);
+  assert.equal((await call('adminGetFacilityHistory', { params: { facility: 'apidocs-hist' }, headers: key, query: { from: range.to, to: range.from } })).status, 400);
+  assert.equal((await call('adminGetFacilityHistory', { params: { facility: 'apidocs-hist' }, headers: key, query: { ...range, cursor: '%%%' } })).status, 400);
+  assert.equal((await call('adminGetFacilitySessions', { params: { facility: 'apidocs-hist' }, headers: key })).status, 400);
+  assert.equal((await call('adminGetFacilityAvailability', { params: { facility: 'apidocs-hist' }, headers: key, query: month })).status, 400);
+  assert.equal((await call('adminGetFacilityHistory', { params: { facility: 'apidocs-never-seen' }, headers: key, query: range })).status, 404);
+  assert.equal((await call('adminGetFacilitySessions', { params: { facility: 'apidocs-never-seen' }, headers: key, query: { at: String(mid) } })).status, 404);
+  assert.equal((await call('adminGetFacilityAvailability', { params: { facility: 'apidocs-never-seen' }, headers: key, query: range })).status, 404);
+  // without the key, with a wrong one, or with only a user's token: 401
+  for (const headers of [{}, { 'x-presence-admin-key': 'wrong-admin-key' }, bearer, elsewhere]) {
+    r = await call('adminGetFacilityHistory', { params: { facility: 'apidocs-hist' }, headers, query: range });
+    assert.equal(r.status, 401, JSON.stringify(headers));
+    assert.equal(r.body.error.code, 'unauthorized');
+  }
+  assert.equal((await call('adminGetRegionFacilities', { params: { region: REGION }, headers: bearer })).status, 401);
+  assert.equal((await call('adminGetFacilitySessions', { params: { facility: 'apidocs-hist' }, headers: elsewhere, query: { at: String(mid) } })).status, 401);
+  assert.equal((await call('adminGetFacilityAvailability', { params: { facility: 'apidocs-hist' }, query: range })).status, 401);
+  // and the key opens nothing on the user routes
+  assert.equal((await call('getRegionFacilities', { params: { region: REGION }, headers: key })).status, 401);
   assertNoDrift();
 });
 

@@ -9,9 +9,10 @@
 //! and maps the outcome to 2xx or a JSON error (docs/deploy.md, "The admin API").
 
 use lambda_http::{Body, Request, RequestExt, Response, request::RequestContext};
-use presence::admin_api::{AdminApi, AdminError, NO_IAM_IDENTITY};
+use presence::admin_api::{AdminApi, AdminError};
 use presence::aws::{SdkConfig, WarmUp};
 use presence::config::{AwsSettings, Env};
+use presence::http_api::NO_IAM_IDENTITY;
 use presence::hub::{Hub, HubConfig, HubPorts};
 use presence::sessions::RedisConnection;
 
@@ -105,7 +106,7 @@ pub async fn handle(api: &AdminApi, req: Request, now_ms: i64) -> Response<Body>
         raw => raw.to_owned(),
     };
     let caller = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => presence::admin_api::iam_caller(ctx),
+        Some(RequestContext::ApiGatewayV2(ctx)) => presence::http_api::iam_caller(ctx),
         _ => None,
     };
     let Some(caller) = caller else {

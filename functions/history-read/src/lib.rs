@@ -1,16 +1,19 @@
 //! history-read: the facility history read API behind the API Gateway HTTP API.
 //!
 //! `GET /v1/regions/{region}/facilities`, `GET /v1/facilities/{facility}/history`,
-//! `.../sessions` and `.../availability`: the HTTP edge of [`presence::history`]. Reads the
-//! authorizer claims or the `Authorization` header, the path and the query string, and maps
-//! the outcome to 200 or a JSON error (docs/architecture.md, "HTTP API").
+//! `.../sessions` and `.../availability` for a user's token (its own region), and the same
+//! routes under `/v1/admin/` for the team's backend (IAM authorization, every region): the
+//! HTTP edge of [`presence::history`]. Reads the authorizer claims or the `Authorization`
+//! header (user routes) or the IAM identity of the request context (backend routes), the path
+//! and the query string, and maps the outcome to 200 or a JSON error (docs/architecture.md,
+//! "History read API").
 
 use lambda_http::{Body, Request, RequestExt, Response, request::RequestContext};
 use presence::auth::Authenticator;
 use presence::aws::SdkConfig;
 use presence::config::{AwsSettings, ConfigError, Env};
 use presence::facilities::{DynamoFacilityStore, FacilityStore};
-use presence::history::{HistoryReader, ReadError};
+use presence::history::{Caller, HistoryReader, ReadError, Reader};
 use presence::ingest::Credentials;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,37 +111,47 @@ pub async fn handle(reader: &HistoryReader, req: Request) -> Response<Body> {
         let e = ReadError::MethodNotAllowed("use GET".into());
         return json(e.status(), e.body(), None);
     }
-    let claims = authorizer_claims(&req);
+    // The JWT authorizer's claims (user routes) and the IAM identity (the backend's routes
+    // under /v1/admin/, `AuthorizationType: AWS_IAM`), as API Gateway put them in the context.
+    let (claims, iam) = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => (
+            presence::http_api::authorizer_claims(ctx),
+            presence::http_api::iam_caller(ctx),
+        ),
+        _ => (None, None),
+    };
     let header = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    let credentials = match &claims {
-        Some(c) => Credentials::Authorizer(c),
-        None => Credentials::Bearer(header),
+    let caller = Caller {
+        credentials: match &claims {
+            Some(c) => Credentials::Authorizer(c),
+            None => Credentials::Bearer(header),
+        },
+        iam: iam.as_deref(),
     };
+    let path = req.uri().path();
     let answer = match presence::history::parse_query(req.uri().query()) {
-        Ok(query) => reader.answer(credentials, req.uri().path(), &query).await,
+        Ok(query) => reader.answer(caller, path, &query).await,
         Err(e) => Err(e),
     };
     match answer {
-        Ok(body) => json(200, body.to_string(), None),
+        Ok((who, body)) => {
+            // The backend's reads are logged with the caller, as admin-api logs its requests.
+            if let Reader::Backend(caller) = &who {
+                tracing::info!(caller, path, "backend history read");
+            }
+            json(200, body.to_string(), None)
+        }
         Err(e) => {
             if let ReadError::Unavailable(source) = &e {
                 tracing::warn!(error = %source, "history read failed");
             } else {
-                tracing::info!(status = e.status(), error = %e, "history read refused");
+                tracing::info!(status = e.status(), error = %e, path, "history read refused");
             }
             json(e.status(), e.body(), e.retry_after_s())
         }
-    }
-}
-
-/// Claims from an API Gateway JWT authorizer, when one is configured on the route.
-fn authorizer_claims(req: &Request) -> Option<serde_json::Map<String, serde_json::Value>> {
-    match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => presence::http_api::authorizer_claims(ctx),
-        _ => None,
     }
 }
 

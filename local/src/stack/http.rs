@@ -1,9 +1,10 @@
 //! The local HTTP API: `POST /v1/heartbeats` (heartbeat-ingest's own handler), the history
 //! read API `GET /v1/regions/{region}/facilities` and `GET /v1/facilities/{facility}/...`
 //! (history-read's own handler, on the stack's facilities table), the admin API under
-//! `/v1/admin/` (admin-api's own handler, on the stack's hub; the `x-presence-admin-key`
-//! header stands in for IAM authorization), the development routes under `/dev/` and the
-//! dashboard's files.
+//! `/v1/admin/` (admin-api's own handler, on the stack's hub, and history-read's for the
+//! backend's reads `GET /v1/admin/regions/...` and `GET /v1/admin/facilities/...`; the
+//! `x-presence-admin-key` header stands in for IAM authorization), the development routes under
+//! `/dev/` and the dashboard's files.
 
 use super::Stats;
 use super::directory::Directory;
@@ -150,21 +151,56 @@ pub const ADMIN_KEY_HEADER: &str = "x-presence-admin-key";
 /// its own limit (64 KiB), as it would behind API Gateway (whose limit is 10 MB).
 const ADMIN_READ_LIMIT: usize = 1024 * 1024;
 
+/// Which function an admin route is integrated with, with the route's key and path
+/// parameters (as sent).
+enum AdminTarget<'a> {
+    /// admin-api's routes.
+    Admin(presence::admin_api::Route, Vec<(&'static str, &'a str)>),
+    /// The backend's history reads, history-read's (`GET` only).
+    History(String, Vec<(&'static str, &'a str)>),
+}
+
+impl<'a> AdminTarget<'a> {
+    /// The route `method path` is, as API Gateway matches it; `None`: no route.
+    fn of(method: &str, path: &'a str) -> Option<Self> {
+        use presence::history::{Access, route_of_path};
+        if let Some(m) = route_of_path(path).filter(|m| m.access == Access::Backend) {
+            return (method == "GET")
+                .then(|| Self::History(format!("GET {}", m.template), vec![m.param]));
+        }
+        presence::admin_api::Route::of_path(path)
+            .filter(|(r, _)| r.method() == method)
+            .map(|(r, params)| Self::Admin(r, params))
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Self::Admin(route, _) => route.key(),
+            Self::History(key, _) => key.clone(),
+        }
+    }
+
+    fn params(&self) -> &[(&'static str, &'a str)] {
+        match self {
+            Self::Admin(_, params) | Self::History(_, params) => params,
+        }
+    }
+}
+
 /// The admin routes, as API Gateway serves them with `AuthorizationType: AWS_IAM`: a request
-/// no route matches is 404 and one without valid credentials 401, and neither reaches the
-/// function; otherwise admin-api's handler is invoked with the request context API Gateway
-/// fills in for a signed request (`requestContext.authorizer.iam`). The key header stands in
-/// for the SigV4 signature and is not passed on.
+/// no route matches is 404 and one without valid credentials 401, and neither reaches a
+/// function; otherwise the route's function is invoked (history-read for the backend's reads
+/// `GET /v1/admin/regions/{region}/facilities` and `GET /v1/admin/facilities/{facility}/...`,
+/// admin-api for the rest) with the request context API Gateway fills in for a signed request
+/// (`requestContext.authorizer.iam`). The key header stands in for the SigV4 signature and is
+/// not passed on.
 async fn admin_route(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
-    use presence::admin_api::Route;
     // An HTTP API request, whatever its answer.
     state.meter.http_request();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let method = parts.method.as_str().to_owned();
-    let Some((route, params)) =
-        Route::of_path(&path).filter(|(r, _)| r.method() == method.as_str())
-    else {
+    let Some(target) = AdminTarget::of(&method, &path) else {
         return json_error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -193,7 +229,8 @@ async fn admin_route(State(state): State<Arc<AppState>>, req: axum::extract::Req
             "body is too large",
         );
     };
-    let params: Vec<(&str, String)> = params
+    let params: Vec<(&str, String)> = target
+        .params()
         .iter()
         .map(|(name, raw)| {
             let value = presence::admin_api::decode_path_parameter(raw)
@@ -201,7 +238,7 @@ async fn admin_route(State(state): State<Arc<AppState>>, req: axum::extract::Req
             (*name, value)
         })
         .collect();
-    let event = admin_event(&parts, route, &params, &bytes, presence::now_ms());
+    let event = admin_event(&parts, &target.key(), &params, &bytes, presence::now_ms());
     let lreq = match lambda_http::request::from_str(&event.to_string()) {
         Ok(r) => r,
         Err(e) => {
@@ -209,13 +246,26 @@ async fn admin_route(State(state): State<Arc<AppState>>, req: axum::extract::Req
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
-    let resp = state
-        .meter
-        .invoke(
-            super::Function::AdminApi,
-            admin_api::handle(&state.admin, lreq, presence::now_ms()),
-        )
-        .await;
+    let resp = match target {
+        AdminTarget::Admin(..) => {
+            state
+                .meter
+                .invoke(
+                    super::Function::AdminApi,
+                    admin_api::handle(&state.admin, lreq, presence::now_ms()),
+                )
+                .await
+        }
+        AdminTarget::History(..) => {
+            state
+                .meter
+                .invoke(
+                    super::Function::HistoryRead,
+                    history_read::handle(&state.history, lreq),
+                )
+                .await
+        }
+    };
     axum_response(resp)
 }
 
@@ -236,7 +286,7 @@ const LOCAL_ACCOUNT: &str = "000000000000";
 /// request it authorized with IAM.
 fn admin_event(
     parts: &axum::http::request::Parts,
-    route: presence::admin_api::Route,
+    route_key: &str,
     params: &[(&str, String)],
     body: &[u8],
     now_ms: i64,
@@ -295,7 +345,7 @@ fn admin_event(
         .collect();
     serde_json::json!({
         "version": "2.0",
-        "routeKey": route.key(),
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": parts.uri.query().unwrap_or_default(),
         "headers": headers,
@@ -313,7 +363,7 @@ fn admin_event(
                 "userAgent": user_agent,
             },
             "requestId": crate::ids::new_id(),
-            "routeKey": route.key(),
+            "routeKey": route_key,
             "stage": "$default",
             "timeEpoch": now_ms,
             "authorizer": {

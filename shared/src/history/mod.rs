@@ -9,9 +9,16 @@
 //! availability reads the flips of at most [`MAX_RANGE_MS`] in pages of
 //! [`AVAILABILITY_PAGE`] (see [`query_read_units`] for what a busy facility costs).
 //!
-//! Authorization: the caller's token (or the claims of the JWT authorizer) names its region;
-//! it may read the facilities of that region only. A facility's region is the one of its
-//! status item: a facility without one is 404, one of another region 403.
+//! Authorization: on the user routes the caller's token (or the claims of the JWT authorizer)
+//! names its region; it may read the facilities of that region only. A facility's region is
+//! the one of its status item: a facility without one is 404, one of another region 403.
+//!
+//! The team's backend reads every region through the same routes under `/v1/admin/`
+//! ([`ADMIN_PREFIX`], [`BACKEND_ROUTES`]): same parameters, answers and validation, with IAM
+//! authorization (`AuthorizationType: AWS_IAM`). There the caller is the IAM identity API
+//! Gateway put in the request context ([`crate::http_api::iam_caller`]), and nothing else: a
+//! request without one is 401 whatever token it carries. On the user routes an IAM identity
+//! counts for nothing: a token is required, and its region is checked.
 
 use crate::auth::{AuthError, Authenticator, Identity};
 use crate::facilities::{FacilityError, FacilityStore, FlipKey};
@@ -45,6 +52,9 @@ const READ_UNIT_BYTES: usize = 4096;
 pub enum ReadError {
     #[error("{0}")]
     Unauthorized(#[from] AuthError),
+    /// A backend's route (under `/v1/admin/`) without an IAM identity in its context.
+    #[error("{}", crate::http_api::NO_IAM_IDENTITY)]
+    NoIamIdentity,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -60,7 +70,7 @@ pub enum ReadError {
 impl ReadError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::Unauthorized(_) => 401,
+            Self::Unauthorized(_) | Self::NoIamIdentity => 401,
             Self::BadRequest(_) => 400,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
@@ -71,7 +81,7 @@ impl ReadError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unauthorized(_) => "unauthorized",
+            Self::Unauthorized(_) | Self::NoIamIdentity => "unauthorized",
             Self::BadRequest(_) => "bad_request",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
@@ -113,6 +123,35 @@ fn flip_json(f: &FacilityStatus) -> Value {
     })
 }
 
+/// Who a request says it is from: what [`HistoryReader::authenticate`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// A user's token, or the claims of the JWT authorizer: the user routes only.
+    pub credentials: Credentials<'a>,
+    /// The IAM identity API Gateway authorized the request with
+    /// ([`crate::http_api::iam_caller`]): the backend's routes only.
+    pub iam: Option<&'a str>,
+}
+
+/// Who reads, authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reader {
+    /// A user's token: its own region only.
+    User(Identity),
+    /// The team's backend (its IAM identity, the caller's ARN): every region.
+    Backend(String),
+}
+
+impl Reader {
+    /// Whether this reader may read the facilities of `region`.
+    pub fn may_read(&self, region: &RegionId) -> bool {
+        match self {
+            Self::User(identity) => identity.region == *region,
+            Self::Backend(_) => true,
+        }
+    }
+}
+
 /// The history read service.
 #[derive(Clone)]
 pub struct HistoryReader {
@@ -140,24 +179,39 @@ impl HistoryReader {
         }
     }
 
-    /// Authenticates, validates and answers one `GET` of `path` with its query pairs.
-    pub async fn answer(
-        &self,
-        credentials: Credentials<'_>,
-        path: &str,
-        query: &[(String, String)],
-    ) -> Result<Value, ReadError> {
-        let identity = self.identify(credentials)?;
-        let route = Route::parse(path, query)?;
-        self.read(&identity, route).await
+    /// Who reads a route of `access`: on the user routes the token (or the authorizer's
+    /// claims), never the IAM identity; on the backend's, the IAM identity, never a token.
+    pub fn authenticate(&self, access: Access, caller: Caller<'_>) -> Result<Reader, ReadError> {
+        match access {
+            Access::User => Ok(Reader::User(self.identify(caller.credentials)?)),
+            Access::Backend => caller
+                .iam
+                .filter(|arn| !arn.is_empty())
+                .map(|arn| Reader::Backend(arn.to_owned()))
+                .ok_or(ReadError::NoIamIdentity),
+        }
     }
 
-    /// Answers a validated route for `identity`.
-    pub async fn read(&self, identity: &Identity, route: Route) -> Result<Value, ReadError> {
+    /// Authenticates, validates and answers one `GET` of `path` with its query pairs: the
+    /// reader (who asked) and the answer.
+    pub async fn answer(
+        &self,
+        caller: Caller<'_>,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<(Reader, Value), ReadError> {
+        let reader = self.authenticate(Access::of_path(path), caller)?;
+        let route = Route::parse(path, query)?;
+        let value = self.read(&reader, route).await?;
+        Ok((reader, value))
+    }
+
+    /// Answers a validated route for `reader`.
+    pub async fn read(&self, reader: &Reader, route: Route) -> Result<Value, ReadError> {
         let store = &self.facilities;
         match route {
             Route::Region { region } => {
-                if region != identity.region {
+                if !reader.may_read(&region) {
                     return Err(ReadError::Forbidden(format!(
                         "region {region} is not yours: a token reads its own region only"
                     )));
@@ -183,7 +237,7 @@ impl HistoryReader {
                 limit,
                 cursor,
             } => {
-                self.authorize(identity, &facility).await?;
+                self.authorize(reader, &facility).await?;
                 let page = store
                     .flips_page(&facility, range.from_ms, range.to_ms - 1, cursor, limit)
                     .await
@@ -195,7 +249,7 @@ impl HistoryReader {
                 }))
             }
             Route::Sessions { facility, at_ms } => {
-                self.authorize(identity, &facility).await?;
+                self.authorize(reader, &facility).await?;
                 let mut segments = store
                     .online_at(&facility, at_ms)
                     .await
@@ -220,7 +274,7 @@ impl HistoryReader {
                 Ok(json!({ "facility_id": facility, "at": at_ms, "sessions": sessions }))
             }
             Route::Availability { facility, range } => {
-                let current = self.authorize(identity, &facility).await?;
+                let current = self.authorize(reader, &facility).await?;
                 let before = store
                     .flip_before(&facility, range.from_ms)
                     .await
@@ -266,11 +320,11 @@ impl HistoryReader {
         }
     }
 
-    /// The facility's status item must exist (404) and be in the caller's region (403).
-    /// Returns the status item.
+    /// The facility's status item must exist (404) and be in a region the reader may read
+    /// (403). Returns the status item.
     async fn authorize(
         &self,
-        identity: &Identity,
+        reader: &Reader,
         facility: &FacilityId,
     ) -> Result<FacilityStatus, ReadError> {
         let status = self
@@ -279,7 +333,7 @@ impl HistoryReader {
             .await
             .map_err(ReadError::Unavailable)?
             .ok_or_else(|| ReadError::NotFound(format!("facility {facility} is not known")))?;
-        if status.region != identity.region {
+        if !reader.may_read(&status.region) {
             return Err(ReadError::Forbidden(format!(
                 "facility {facility} is not in your region"
             )));
@@ -353,6 +407,140 @@ mod tests {
             Route::parse("/v1/facilities/er/nothing", &[]),
             Err(ReadError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn backend_routes_are_the_user_routes_under_admin() {
+        let r = q(&[("from", "1795431600000"), ("to", "1795431700000")]);
+        for kind in ["history", "availability"] {
+            assert_eq!(
+                Route::parse(&format!("/v1/admin/facilities/er/{kind}"), &r).unwrap(),
+                Route::parse(&format!("/v1/facilities/er/{kind}"), &r).unwrap()
+            );
+        }
+        assert_eq!(
+            Route::parse("/v1/admin/regions/north/facilities", &[]).unwrap(),
+            Route::Region {
+                region: RegionId::parse("north").unwrap()
+            }
+        );
+        // The same validation.
+        assert!(matches!(
+            Route::parse("/v1/admin/facilities/er/sessions", &[]),
+            Err(ReadError::BadRequest(m)) if m.starts_with("at is required")
+        ));
+        for path in [
+            "/v1/admin/nothing",
+            "/v1/admin/v1/regions/north/facilities",
+            "/v1/admin/groups/chat:ops/presence",
+            "/v2/regions/north/facilities",
+            "/regions/north/facilities",
+        ] {
+            assert!(
+                matches!(Route::parse(path, &[]), Err(ReadError::NotFound(_))),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            Access::of_path("/v1/admin/regions/north/facilities"),
+            Access::Backend
+        );
+        assert_eq!(
+            Access::of_path("/v1/regions/north/facilities"),
+            Access::User
+        );
+        assert_eq!(
+            Access::of_path("/v1/regions/admin/facilities"),
+            Access::User
+        );
+
+        // The declared routes, as the local stack matches them.
+        let m = route_of_path("/v1/admin/facilities/st-olav-icu/sessions").unwrap();
+        assert_eq!(
+            m,
+            RoutePath {
+                access: Access::Backend,
+                template: "/v1/admin/facilities/{facility}/sessions",
+                param: ("facility", "st-olav-icu"),
+            }
+        );
+        let m = route_of_path("/v1/regions/north/facilities").unwrap();
+        assert_eq!(
+            (m.access, m.template, m.param),
+            (
+                Access::User,
+                "/v1/regions/{region}/facilities",
+                ("region", "north")
+            )
+        );
+        for path in [
+            "/v1/admin/facilities/er/history/",
+            "/v1/admin/facilities//history",
+            "/v1/admin/facilities/er/nothing",
+            "/v1/admin/publish",
+            "/v1/admin/groups/chat:ops/presence",
+            "/v1/heartbeats",
+        ] {
+            assert_eq!(route_of_path(path), None, "{path}");
+        }
+        for (user, backend) in USER_ROUTES.iter().zip(BACKEND_ROUTES) {
+            assert_eq!(
+                backend,
+                format!("{ADMIN_PREFIX}{}", user.strip_prefix("/v1/").unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn each_access_takes_its_own_credentials_only() {
+        let secret = b"history-unit-tests-secret-of-32-bytes!";
+        let reader = HistoryReader::new(
+            Authenticator::hs256(secret),
+            Arc::new(crate::facilities::MemoryFacilityStore::new()),
+        );
+        let identity = Identity {
+            user: crate::ids::UserId::parse("ann").unwrap(),
+            facility: FacilityId::parse("icu").unwrap(),
+            region: RegionId::parse("north").unwrap(),
+        };
+        let token = crate::auth::DevTokenSigner::new(secret).sign(&identity, 4_102_444_800);
+        let bearer = format!("Bearer {token}");
+        let arn = "arn:aws:iam::123456789012:user/backend";
+        let both = Caller {
+            credentials: Credentials::Bearer(Some(&bearer)),
+            iam: Some(arn),
+        };
+        // A user route: the token, whatever IAM identity comes with it.
+        assert_eq!(
+            reader.authenticate(Access::User, both).unwrap(),
+            Reader::User(identity.clone())
+        );
+        let iam_only = Caller {
+            credentials: Credentials::Bearer(None),
+            iam: Some(arn),
+        };
+        assert!(matches!(
+            reader.authenticate(Access::User, iam_only),
+            Err(ReadError::Unauthorized(_))
+        ));
+        // A backend route: the IAM identity; a token alone is 401.
+        assert_eq!(
+            reader.authenticate(Access::Backend, both).unwrap(),
+            Reader::Backend(arn.into())
+        );
+        let token_only = Caller {
+            credentials: Credentials::Bearer(Some(&bearer)),
+            iam: None,
+        };
+        let e = reader
+            .authenticate(Access::Backend, token_only)
+            .unwrap_err();
+        assert!(matches!(e, ReadError::NoIamIdentity));
+        assert_eq!((e.status(), e.code()), (401, "unauthorized"));
+        let user = Reader::User(identity);
+        let west = RegionId::parse("west").unwrap();
+        assert!(!user.may_read(&west));
+        assert!(Reader::Backend(arn.into()).may_read(&west));
     }
 
     #[test]

@@ -9,12 +9,111 @@ pub struct Range {
     pub to_ms: i64,
 }
 
+/// Whose routes a path is on, as its prefix says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// `/v1/regions/...`, `/v1/facilities/...`: a user's token (or the claims of the JWT
+    /// authorizer), which reads its own region only.
+    User,
+    /// The same routes under `/v1/admin/` ([`ADMIN_PREFIX`]): the team's backend, with IAM
+    /// authorization (an IAM identity in the request context), which reads every region.
+    Backend,
+}
+
+/// The backend's routes are the user routes' paths with `/v1/` replaced by this.
+pub const ADMIN_PREFIX: &str = "/v1/admin/";
+
+/// The user routes, as API Gateway declares them (`template.yaml`).
+pub const USER_ROUTES: [&str; 4] = [
+    "/v1/regions/{region}/facilities",
+    "/v1/facilities/{facility}/history",
+    "/v1/facilities/{facility}/sessions",
+    "/v1/facilities/{facility}/availability",
+];
+
+/// The backend's routes (IAM authorization), as API Gateway declares them: [`USER_ROUTES`]
+/// under [`ADMIN_PREFIX`].
+pub const BACKEND_ROUTES: [&str; 4] = [
+    "/v1/admin/regions/{region}/facilities",
+    "/v1/admin/facilities/{facility}/history",
+    "/v1/admin/facilities/{facility}/sessions",
+    "/v1/admin/facilities/{facility}/availability",
+];
+
+impl Access {
+    /// Whose route `path` is: [`Access::Backend`] under [`ADMIN_PREFIX`], else
+    /// [`Access::User`]. [`Route::parse`] reads the same prefix, so a path parsed as one of
+    /// the backend's routes is always [`Access::Backend`].
+    pub fn of_path(path: &str) -> Access {
+        split(path).0
+    }
+
+    /// The routes of this access, as API Gateway declares them.
+    pub fn routes(self) -> [&'static str; 4] {
+        match self {
+            Self::User => USER_ROUTES,
+            Self::Backend => BACKEND_ROUTES,
+        }
+    }
+}
+
+/// The access of `path` and its segments after `/v1/` (or after [`ADMIN_PREFIX`]); `None`
+/// when it is under neither.
+fn split(path: &str) -> (Access, Option<std::str::Split<'_, char>>) {
+    if let Some(rest) = path.strip_prefix(ADMIN_PREFIX) {
+        return (Access::Backend, Some(rest.split('/')));
+    }
+    (
+        Access::User,
+        path.strip_prefix("/v1/").map(|rest| rest.split('/')),
+    )
+}
+
+/// A request path matched against the declared routes, before any validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePath<'a> {
+    pub access: Access,
+    /// The route as API Gateway declares it: `/v1/admin/facilities/{facility}/history`.
+    pub template: &'static str,
+    /// Its path parameter (`region` or `facility`) and the value sent, as sent.
+    pub param: (&'static str, &'a str),
+}
+
+/// The declared route (of [`USER_ROUTES`] and [`BACKEND_ROUTES`]) whose path `path` is,
+/// exactly (no trailing `/`), as API Gateway matches it; `None` when none is. A parameter is
+/// any non-empty segment (its value is validated by [`Route::parse`]).
+pub fn route_of_path(path: &str) -> Option<RoutePath<'_>> {
+    let (access, Some(segments)) = split(path) else {
+        return None;
+    };
+    let segments: Vec<&str> = segments.collect();
+    let (index, param) = match segments.as_slice() {
+        ["regions", region, "facilities"] if !region.is_empty() => (0, ("region", *region)),
+        ["facilities", id, kind] if !id.is_empty() => {
+            let index = match *kind {
+                "history" => 1,
+                "sessions" => 2,
+                "availability" => 3,
+                _ => return None,
+            };
+            (index, ("facility", *id))
+        }
+        _ => return None,
+    };
+    Some(RoutePath {
+        access,
+        template: access.routes()[index],
+        param,
+    })
+}
+
 /// What a request asks for, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `GET /v1/regions/{region}/facilities`
+    /// `GET /v1/regions/{region}/facilities` (and `/v1/admin/regions/{region}/facilities`)
     Region { region: RegionId },
-    /// `GET /v1/facilities/{facility}/history?from=&to=&limit=&cursor=`
+    /// `GET /v1/facilities/{facility}/history?from=&to=&limit=&cursor=` (and under
+    /// `/v1/admin/`)
     History {
         facility: FacilityId,
         range: Range,
@@ -180,21 +279,26 @@ pub fn decode_cursor(cursor: &str, range: Range) -> Result<FlipKey, ReadError> {
 }
 
 impl Route {
-    /// The route of a `GET` to `path` with these query parameters, every value validated.
+    /// The route of a `GET` to `path` with these query parameters, every value validated. A
+    /// backend's path (under [`ADMIN_PREFIX`]) is the route of the user path it repeats:
+    /// whose route it is, is [`Access::of_path`]'s.
     pub fn parse(path: &str, query: &[(String, String)]) -> Result<Route, ReadError> {
-        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         let not_found = || ReadError::NotFound(format!("no route GET {}", shown(path)));
+        let (_, Some(segments)) = split(path.trim_end_matches('/')) else {
+            return Err(not_found());
+        };
+        let segments: Vec<&str> = segments.collect();
         let facility = |id: &str| {
             FacilityId::parse(id).map_err(|e| bad(format!("path parameter facility: {e}")))
         };
         match segments.as_slice() {
-            ["", "v1", "regions", region, "facilities"] => {
+            ["regions", region, "facilities"] => {
                 Params::new(query, &[])?;
                 let region = RegionId::parse(region)
                     .map_err(|e| bad(format!("path parameter region: {e}")))?;
                 Ok(Route::Region { region })
             }
-            ["", "v1", "facilities", id, "history"] => {
+            ["facilities", id, "history"] => {
                 let p = Params::new(query, &["from", "to", "limit", "cursor"])?;
                 let facility = facility(id)?;
                 let range = p.range()?;
@@ -210,14 +314,14 @@ impl Route {
                     cursor,
                 })
             }
-            ["", "v1", "facilities", id, "sessions"] => {
+            ["facilities", id, "sessions"] => {
                 let p = Params::new(query, &["at"])?;
                 Ok(Route::Sessions {
                     facility: facility(id)?,
                     at_ms: p.time("at")?,
                 })
             }
-            ["", "v1", "facilities", id, "availability"] => {
+            ["facilities", id, "availability"] => {
                 let p = Params::new(query, &["from", "to"])?;
                 Ok(Route::Availability {
                     facility: facility(id)?,
