@@ -16,6 +16,7 @@
 //! - [`HubRoutes`]: the WebSocket routes wired to the ws-* handlers.
 //! - [`billing`]: what AWS would bill for all of it ([`LocalStack::billing`], `/dev/stats`).
 
+mod admin_http;
 pub mod billing;
 pub mod directory;
 mod http;
