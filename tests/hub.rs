@@ -4,7 +4,7 @@
 
 use futures::{SinkExt, StreamExt};
 use presence::hub::registry::{Connection, ConnectionRegistry, DynamoConnectionRegistry};
-use presence::hub::{Hub, HubSettings};
+use presence::hub::{Hub, HubSettings, ServerMessage};
 use presence::ids::{FacilityId, RegionId, UserId};
 use presence_local::rng::Rng;
 use presence_local::stack::HubRoutes;
@@ -881,4 +881,46 @@ async fn each_flip_reaches_a_watcher_exactly_once() {
         let got = quiet(ws, Duration::from_millis(100)).await;
         assert!(got.is_empty(), "a hidden socket got {got:?}");
     }
+}
+
+#[tokio::test]
+async fn a_token_renewed_on_one_function_instance_is_honoured_by_another() {
+    let s = stack(WebSocketApiConfig::default()).await;
+    // A token that expires in a second.
+    let signer = presence::auth::DevTokenSigner::new(SECRET.as_bytes());
+    let short = signer.sign(
+        &identity("ann", "icu", "north"),
+        presence::now_ms() / 1000 + 1,
+    );
+    let url = format!("{}?token={short}", s.api.websocket_url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let id = s
+        .registry
+        .user_connections(&UserId::parse("ann").unwrap())
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    // Another warm instance of ws-message: its own connection cache, the same registry.
+    let other = s.hub.clone().with_settings(*s.hub.settings());
+    let ping = r#"{"action":"ping"}"#;
+    let reply = other.message(&id, ping, presence::now_ms()).await.unwrap();
+    assert!(
+        matches!(reply, Some(ServerMessage::Pong { .. })),
+        "{reply:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let fresh = signer.sign(
+        &identity("ann", "icu", "north"),
+        presence::now_ms() / 1000 + 600,
+    );
+    send(&mut ws, json!({"action": "auth", "token": fresh, "ref": 1})).await;
+    assert_eq!(expect(&mut ws, "authed").await["ref"], 1);
+    // The other instance remembers the old expiry, reads the renewed one and serves.
+    let reply = other.message(&id, ping, presence::now_ms()).await.unwrap();
+    assert!(
+        matches!(reply, Some(ServerMessage::Pong { .. })),
+        "{reply:?}"
+    );
 }

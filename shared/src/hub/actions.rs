@@ -69,6 +69,7 @@ impl Hub {
                 None,
             )));
         };
+        let connection = self.renewed(connection, now_ms).await?;
         if !self.limiter.allow(connection_id, now_ms) {
             return answer(Some(ServerMessage::error(
                 "rate_limited",

@@ -128,6 +128,26 @@ impl Hub {
             .collect())
     }
 
+    /// The connection as the registry has it now when the remembered one's token looks
+    /// expired: `auth` on another function instance renewed it there, not in this
+    /// instance's cache. One read, only for frames past the remembered `exp`.
+    pub(super) async fn renewed(&self, c: Connection, now_ms: i64) -> Result<Connection, HubError> {
+        let expired = c
+            .grant
+            .exp_s
+            .is_some_and(|exp| now_ms >= exp.saturating_mul(1000));
+        if !expired {
+            return Ok(c);
+        }
+        match self.registry.get(&c.id).await? {
+            Some(fresh) => {
+                self.connections.put(&fresh, now_ms);
+                Ok(fresh)
+            }
+            None => Ok(c),
+        }
+    }
+
     /// Refuses frames on a connection whose token expired; past the grace the socket is
     /// closed too.
     pub(super) async fn check_token(&self, c: &Connection, now_ms: i64) -> Result<(), ActionError> {
