@@ -15,16 +15,9 @@ use std::time::Duration;
 const QUIET: Duration = Duration::from_millis(400);
 
 async fn start(env: &[(&str, &str)]) -> LocalStack {
-    let options = StackOptions {
-        http_port: 0,
-        ws_port: 0,
-        ..StackOptions::default()
-    };
     let mut vars = vec![("EXPIRY_SCHEDULE_SECONDS", "1")];
     vars.extend_from_slice(env);
-    LocalStack::start(&Env::from_pairs(vars), options)
-        .await
-        .unwrap()
+    local_stack(&vars).await
 }
 
 /// `method path` on the admin API with `headers` and `body`: the status and the JSON body.
@@ -78,11 +71,6 @@ async fn client(stack: &LocalStack, user: &str) -> WsClient {
     client_at(stack, user, "st-olav-icu", None).await
 }
 
-async fn join(ws: &mut WsClient, group: &str) {
-    let reply = ws.request(json!({"action": "join", "group": group})).await;
-    assert_eq!(reply["type"], "joined", "{reply}");
-}
-
 /// No frame of type `ty` within [`QUIET`].
 async fn none_of(ws: &mut WsClient, ty: &str) {
     let got = ws.wait_for(ty, QUIET).await;
@@ -95,8 +83,8 @@ async fn publish_reaches_the_groups_members_stored_with_a_seq() {
     let mut ann = client(&stack, "ann").await;
     let mut bob = client(&stack, "bob").await;
     let mut eve = client(&stack, "eve").await;
-    join(&mut ann, "chat:ops").await;
-    join(&mut bob, "chat:ops").await;
+    ann.join("chat:ops").await;
+    bob.join("chat:ops").await;
 
     let before = presence::now_ms();
     let (status, body) = admin(
@@ -277,8 +265,8 @@ async fn remove_tells_each_device_and_the_other_members_once() {
     let mut phone = client(&stack, "ann").await;
     let mut laptop = client(&stack, "ann").await;
     let mut bob = client(&stack, "bob").await;
-    join(&mut phone, "chat:ward").await;
-    join(&mut bob, "chat:ward").await;
+    phone.join("chat:ward").await;
+    bob.join("chat:ward").await;
 
     let (status, body) = admin(
         &stack,
@@ -317,7 +305,7 @@ async fn remove_tells_each_device_and_the_other_members_once() {
         "not a member any more"
     );
     // Removing is not banning: ann may join again.
-    join(&mut phone, "chat:ward").await;
+    phone.join("chat:ward").await;
     stack.shutdown().await;
 }
 
@@ -326,8 +314,8 @@ async fn a_ban_removes_and_refuses_join_until_lifted() {
     let stack = start(&[]).await;
     let mut ann = client(&stack, "ann").await;
     let mut bob = client(&stack, "bob").await;
-    join(&mut ann, "chat:ward").await;
-    join(&mut bob, "chat:ward").await;
+    ann.join("chat:ward").await;
+    bob.join("chat:ward").await;
 
     let before = presence::now_ms();
     let (status, body) = admin(
@@ -358,7 +346,7 @@ async fn a_ban_removes_and_refuses_join_until_lifted() {
     )
     .await;
     assert_eq!((status, body), (200, json!({"lifted": true})));
-    join(&mut ann, "chat:ward").await;
+    ann.join("chat:ward").await;
     let (_, body) = admin(
         &stack,
         "DELETE",
@@ -395,7 +383,7 @@ async fn a_ban_removes_and_refuses_join_until_lifted() {
         .await;
     assert_eq!(refused["code"], "banned", "{refused}");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    join(&mut bob, "chat:short").await;
+    bob.join("chat:short").await;
     stack.shutdown().await;
 }
 
@@ -406,8 +394,8 @@ async fn presence_lists_members_with_live_devices() {
     let _laptop = client(&stack, "ann").await;
     let mut bob = client(&stack, "bob").await;
     let _eve = client(&stack, "eve").await;
-    join(&mut phone, "chat:ward").await;
-    join(&mut bob, "chat:ward").await;
+    phone.join("chat:ward").await;
+    bob.join("chat:ward").await;
     let (status, body) = admin(
         &stack,
         "GET",
@@ -457,7 +445,7 @@ async fn presence_lists_members_with_live_devices() {
 async fn bad_requests_are_refused_with_clear_errors_and_change_nothing() {
     let stack = start(&[]).await;
     let mut ann = client(&stack, "ann").await;
-    join(&mut ann, "chat:ops").await;
+    ann.join("chat:ops").await;
     let publish = json!({"group": "chat:ops", "data": "x"}).to_string();
     let json_type = ("content-type", "application/json");
 

@@ -4,27 +4,19 @@
 //! input included: each refusal is a clear error and changes nothing.
 
 use presence::auth::DevTokenSigner;
-use presence::config::Env;
-use presence_local::stack::{LocalStack, StackOptions};
+use presence_local::stack::LocalStack;
 use presence_tests::ws::WsClient;
 use presence_tests::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 
 async fn start(env: &[(&str, &str)]) -> LocalStack {
-    let options = StackOptions {
-        http_port: 0,
-        ws_port: 0,
-        ..StackOptions::default()
-    };
     let mut vars = vec![
         ("DISCONNECT_GRACE_SECONDS", "1"),
         ("EXPIRY_SCHEDULE_SECONDS", "1"),
     ];
     vars.extend_from_slice(env);
-    LocalStack::start(&Env::from_pairs(vars), options)
-        .await
-        .unwrap()
+    local_stack(&vars).await
 }
 
 /// A token of `user` (at st-olav-icu, trondelag) expiring in `life_s`, with `groups`.
@@ -45,11 +37,6 @@ async fn client(stack: &LocalStack, user: &str) -> WsClient {
     client_with(stack, &token_for(user, 3600, None)).await
 }
 
-async fn join(ws: &mut WsClient, group: &str) {
-    let reply = ws.request(json!({"action": "join", "group": group})).await;
-    assert_eq!(reply["type"], "joined", "{reply}");
-}
-
 fn seqs(history: &Value) -> Vec<u64> {
     history["messages"]
         .as_array()
@@ -64,8 +51,8 @@ async fn messages_get_a_seq_and_a_time_and_history_returns_them_in_order() {
     let stack = start(&[]).await;
     let mut ann = client(&stack, "ann").await;
     let mut bob = client(&stack, "bob").await;
-    join(&mut ann, "chat:ward").await;
-    join(&mut bob, "chat:ward").await;
+    ann.join("chat:ward").await;
+    bob.join("chat:ward").await;
 
     let before = presence::now_ms();
     for i in 1..=3u64 {
@@ -117,7 +104,7 @@ async fn messages_get_a_seq_and_a_time_and_history_returns_them_in_order() {
     );
 
     // Each group counts on its own.
-    join(&mut ann, "chat:other").await;
+    ann.join("chat:other").await;
     let sent = ann
         .request(json!({"action": "send", "group": "chat:other", "data": "x"}))
         .await;
@@ -129,7 +116,7 @@ async fn history_refuses_non_members_and_bad_input_and_changes_nothing() {
     let stack = start(&[]).await;
     let mut ann = client(&stack, "ann").await;
     let mut eve = client(&stack, "eve").await;
-    join(&mut ann, "chat:ward").await;
+    ann.join("chat:ward").await;
     ann.request(json!({"action": "send", "group": "chat:ward", "data": "secret"}))
         .await;
 
@@ -191,7 +178,7 @@ async fn history_refuses_non_members_and_bad_input_and_changes_nothing() {
 async fn retention_keeps_the_newest_and_says_when_history_is_incomplete() {
     let stack = start(&[("MESSAGE_RETENTION_COUNT", "5")]).await;
     let mut ann = client(&stack, "ann").await;
-    join(&mut ann, "chat:ward").await;
+    ann.join("chat:ward").await;
     for i in 0..8 {
         ann.request(json!({"action": "send", "group": "chat:ward", "data": i}))
             .await;
@@ -216,8 +203,8 @@ async fn presence_counts_live_devices_and_members_come_and_go_with_a_grace() {
     let mut ann = client(&stack, "ann").await;
     let mut ann_phone = client(&stack, "ann").await;
     let mut bob = client(&stack, "bob").await;
-    join(&mut ann, "chat:ward").await;
-    join(&mut bob, "chat:ward").await;
+    ann.join("chat:ward").await;
+    bob.join("chat:ward").await;
 
     let p = ann
         .request(json!({"action": "presence", "group": "chat:ward"}))
@@ -333,7 +320,7 @@ async fn the_claim_policy_lets_users_join_only_the_groups_their_token_lists() {
     let granted = token_for("ann", 3600, Some(&["chat:ops", "chat:trondelag-*"]));
     let mut ann = client_with(&stack, &granted).await;
     for ok in ["chat:ops", "chat:trondelag-icu"] {
-        join(&mut ann, ok).await;
+        ann.join(ok).await;
     }
     for no in ["chat:opsroom", "chat:viken-icu"] {
         let reply = ann.request(json!({"action": "join", "group": no})).await;

@@ -567,3 +567,18 @@ pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str)
         .unwrap_or_default();
     (status, body)
 }
+
+/// The whole local stack on free ports, with `env` (as `scripts/run.sh` would read it).
+pub async fn local_stack(env: &[(&str, &str)]) -> presence_local::stack::LocalStack {
+    let options = presence_local::stack::StackOptions {
+        http_port: 0,
+        ws_port: 0,
+        ..presence_local::stack::StackOptions::default()
+    };
+    presence_local::stack::LocalStack::start(
+        &presence::config::Env::from_pairs(env.iter().copied()),
+        options,
+    )
+    .await
+    .expect("the local stack starts")
+}

@@ -108,6 +108,14 @@ impl WsClient {
         }
     }
 
+    /// Joins `group` and checks the `joined` reply.
+    pub async fn join(&mut self, group: &str) {
+        let reply = self
+            .request(serde_json::json!({"action": "join", "group": group}))
+            .await;
+        assert_eq!(reply["type"], "joined", "join {group}: {reply}");
+    }
+
     /// Closes the socket from the client side.
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
