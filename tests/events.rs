@@ -164,18 +164,23 @@ impl presence_local::WebSocketRoutes for NoRoutes {
     }
 }
 
-#[tokio::test]
-async fn websocket_events() {
-    let clients = Clients::new().await;
-    let resources = HubResources::create(&clients).await;
-    let redis = RedisServer::start();
-    let api = presence_local::LocalWebSocketApi::start(
+/// A local WebSocket API whose management endpoint the functions post to; no routes.
+async fn management_only_api() -> presence_local::LocalWebSocketApi {
+    presence_local::LocalWebSocketApi::start(
         "127.0.0.1:0".parse().unwrap(),
         presence_local::WebSocketApiConfig::default(),
         Arc::new(NoRoutes),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn websocket_events() {
+    let clients = Clients::new().await;
+    let resources = HubResources::create(&clients).await;
+    let redis = RedisServer::start();
+    let api = management_only_api().await;
     let env = resources.env(&redis, DEV_SECRET, api.management_endpoint(), &[]);
     let hub = hub_from_env(&env, &clients.sdk).await;
     let registry =
@@ -368,13 +373,7 @@ async fn admin_api_events() {
     let clients = Clients::new().await;
     let resources = HubResources::create(&clients).await;
     let redis = RedisServer::start();
-    let api = presence_local::LocalWebSocketApi::start(
-        "127.0.0.1:0".parse().unwrap(),
-        presence_local::WebSocketApiConfig::default(),
-        Arc::new(NoRoutes),
-    )
-    .await
-    .unwrap();
+    let api = management_only_api().await;
     // As the template sets it: the function never sees a user's token.
     let env = resources.env(
         &redis,

@@ -513,15 +513,7 @@ async fn history_routes_on_dynamodb() {
 /// rollup writes: a heartbeat's facility shows up in its region and in its history.
 #[tokio::test]
 async fn history_routes_on_the_local_stack() {
-    use presence::config::Env;
-    use presence_local::stack::{LocalStack, StackOptions};
-    let options = StackOptions {
-        http_port: 0,
-        ws_port: 0,
-        ..StackOptions::default()
-    };
-    let env = Env::from_pairs([("ROLLUP_SCHEDULE_SECONDS", "1")]);
-    let stack = LocalStack::start(&env, options).await.unwrap();
+    let stack = local_stack(&[("ROLLUP_SCHEDULE_SECONDS", "1")]).await;
     let url = stack.http_url.clone();
     let t = token(
         DEV_SECRET.as_bytes(),
@@ -598,15 +590,8 @@ async fn history_routes_on_the_local_stack() {
 /// refuse another region.
 #[tokio::test]
 async fn backend_reads_every_region_on_the_local_stack() {
-    use presence::config::Env;
-    use presence_local::stack::{DEFAULT_ADMIN_API_KEY, LocalStack, StackOptions};
-    let options = StackOptions {
-        http_port: 0,
-        ws_port: 0,
-        ..StackOptions::default()
-    };
-    let env = Env::from_pairs([("ROLLUP_SCHEDULE_SECONDS", "1")]);
-    let stack = LocalStack::start(&env, options).await.unwrap();
+    use presence_local::stack::DEFAULT_ADMIN_API_KEY;
+    let stack = local_stack(&[("ROLLUP_SCHEDULE_SECONDS", "1")]).await;
     let url = stack.http_url.clone();
     let bearer = |user: &str, facility: &str, region: &str| {
         format!(
